@@ -1,0 +1,1 @@
+"""The lip-sync model: networks, checkpoints, packages and runtimes."""

@@ -1,0 +1,37 @@
+"""Loading SyncTalk_2D checkpoints unchanged: the ``unet_328`` generator and the AVE encoder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lipstream.errors import CheckpointError
+from lipstream.model.audio_encoder import AudioEncoder
+from lipstream.model.checkpoint import load_strict, read_state_dict
+from lipstream.model.network import Generator, GeneratorConfig
+
+_ENCODER_PREFIX = "audio_encoder."
+_WIDTH_PROBE = "inc.inconv.0.conv.6.weight"  # [32*width, 12, 1, 1]
+
+
+def generator_width(state: dict) -> float:
+    """The width multiplier a generator state_dict was trained at."""
+    if _WIDTH_PROBE not in state:
+        raise CheckpointError(f"not a generator checkpoint: it has no '{_WIDTH_PROBE}' key")
+    return int(state[_WIDTH_PROBE].shape[0]) / 32.0
+
+
+def load_generator(path: str | Path) -> Generator:
+    """A generator in eval mode from a SyncTalk_2D (or lipstream) checkpoint; width inferred."""
+    state = read_state_dict(path)
+    net = Generator(GeneratorConfig(width=generator_width(state)))
+    load_strict(net, state, str(path))
+    return net.eval()
+
+
+def load_audio_encoder(path: str | Path) -> AudioEncoder:
+    """The AVE audio encoder in eval mode; accepts keys with or without the module prefix."""
+    state = read_state_dict(path)
+    state = {(k if k.startswith(_ENCODER_PREFIX) else _ENCODER_PREFIX + k): v for k, v in state.items()}
+    net = AudioEncoder()
+    load_strict(net, state, str(path))
+    return net.eval()
