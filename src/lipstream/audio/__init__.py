@@ -1,0 +1,53 @@
+"""Audio in: PCM decoding, resampling to 16 kHz, the mel front end and the feature timeline."""
+
+from lipstream.audio.features import (
+    FRAME_FEATURE_SHAPE,
+    Encoder,
+    FeatureFrame,
+    StreamingFeatureExtractor,
+    features_at_rate,
+    offline_features,
+    torch_encoder,
+)
+from lipstream.audio.mel import StreamingMel, melspectrogram
+from lipstream.audio.pcm import (
+    AudioChunk,
+    decode_pcm16,
+    decode_pcm16_base64,
+    float_to_pcm16,
+    pcm16_to_float,
+)
+from lipstream.audio.resample import StreamingResampler, resample
+from lipstream.audio.timeline import (
+    LOOKAHEAD_FRAMES,
+    LOOKAHEAD_MS,
+    LOOKAHEAD_SAMPLES,
+    frame_count,
+    frames_ready,
+    samples_needed,
+)
+
+__all__ = [
+    "FRAME_FEATURE_SHAPE",
+    "LOOKAHEAD_FRAMES",
+    "LOOKAHEAD_MS",
+    "LOOKAHEAD_SAMPLES",
+    "AudioChunk",
+    "Encoder",
+    "FeatureFrame",
+    "StreamingFeatureExtractor",
+    "StreamingMel",
+    "StreamingResampler",
+    "decode_pcm16",
+    "decode_pcm16_base64",
+    "features_at_rate",
+    "float_to_pcm16",
+    "frame_count",
+    "frames_ready",
+    "melspectrogram",
+    "offline_features",
+    "pcm16_to_float",
+    "resample",
+    "samples_needed",
+    "torch_encoder",
+]

@@ -1,0 +1,241 @@
+"""The SyncTalk_2D 'AVE' feature timeline: audio -> one [32, 16, 16] generator input per frame.
+
+An encoder is any callable ``encode(windows: float32 [N, 1, 80, 16]) -> float32 [N, 512]``.
+Encoder window j reads mel frames [floor(16j/5), +16) transposed to [80, 16]; feature row 0 is
+E[0] and row r >= 1 is E[r-1]; frame k takes rows [k-8, k+8) (zero rows before the start),
+reshaped row-major [16, 512] -> [32, 16, 16]. See ``lipstream.audio.timeline`` for the timing.
+
+Streams are continued by silence at their end, so a stream of N samples at 16 kHz has
+ceil(N/640) frames and the last frames never need SyncTalk_2D's "shift the last window back"
+rule. ``offline_features`` and ``StreamingFeatureExtractor`` give the same frames.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, NamedTuple
+
+import numpy as np
+
+from lipstream.audio import timeline as tl
+from lipstream.audio.mel import N_MELS, StreamingMel
+from lipstream.audio.pcm import AudioChunk, as_float_samples, validate_sample_rate
+from lipstream.audio.resample import StreamingResampler, resample
+from lipstream.errors import InvalidInput
+
+if TYPE_CHECKING:
+    import torch
+
+Encoder = Callable[[np.ndarray], np.ndarray]
+FRAME_FEATURE_SHAPE = (32, 16, 16)
+_ENCODE_BATCH = 256  # windows per encoder call in offline use: bounds memory on long audio
+
+
+class FeatureFrame(NamedTuple):
+    """The generator's audio input for one video frame: ``(frame_index, features[32, 16, 16])``."""
+
+    frame_index: int
+    features: np.ndarray
+
+
+def torch_encoder(module: torch.nn.Module) -> Encoder:
+    """Wrap a torch module (e.g. ``AudioEncoder``) as an encoder; puts it in eval mode."""
+    import torch  # only when a torch module is used: serving runs without torch
+
+    module.eval()
+
+    def encode(windows: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            out = module(torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32)))
+        return out.reshape(len(windows), -1).numpy()
+
+    return encode
+
+
+def encoder_windows(mel: np.ndarray, first_frame: int, starts: list[int]) -> np.ndarray:
+    """Encoder inputs float32 [N, 1, 80, 16] for windows starting at global mel frames ``starts``.
+
+    ``mel`` is [80, M] holding global mel frames ``first_frame .. first_frame + M - 1``.
+    """
+    out = np.empty((len(starts), 1, N_MELS, tl.MEL_WINDOW_FRAMES), dtype=np.float32)
+    for i, start in enumerate(starts):
+        s = start - first_frame
+        out[i, 0] = mel[:, s : s + tl.MEL_WINDOW_FRAMES]
+    return out
+
+
+def _encode(encode: Encoder, windows: np.ndarray) -> np.ndarray:
+    if not len(windows):
+        return np.zeros((0, tl.FEATURE_SIZE), dtype=np.float32)
+    out = np.asarray(encode(windows), dtype=np.float32)
+    if out.shape != (len(windows), tl.FEATURE_SIZE):
+        raise InvalidInput(
+            f"the audio encoder returned shape {out.shape} for {len(windows)} windows; "
+            f"expected ({len(windows)}, {tl.FEATURE_SIZE})"
+        )
+    return out
+
+
+def frame_features(encoded: np.ndarray, first_window: int, frame: int) -> np.ndarray:
+    """Generator input float32 [32, 16, 16] of ``frame`` from encoder outputs.
+
+    ``encoded`` holds E[first_window ..]; it must reach E[frame + 6] and, unless frame <= 8,
+    start no later than E[frame - 9].
+    """
+    rows = np.zeros((tl.WINDOW_ROWS, tl.FEATURE_SIZE), dtype=np.float32)
+    for i, r in enumerate(range(frame - tl.ROWS_BEFORE, frame + tl.ROWS_AFTER + 1)):
+        if r >= 0:  # rows before the stream's start stay zero
+            rows[i] = encoded[max(r - 1, 0) - first_window]
+    return rows.reshape(FRAME_FEATURE_SHAPE)
+
+
+def offline_features(pcm16k: AudioChunk | np.ndarray, encode: Encoder) -> np.ndarray:
+    """Generator inputs for a whole 16 kHz signal: float32 [ceil(N/640), 32, 16, 16]."""
+    if isinstance(pcm16k, AudioChunk) and pcm16k.sample_rate != tl.SAMPLE_RATE:
+        raise InvalidInput(
+            f"offline_features takes 16000 Hz audio, got {pcm16k.sample_rate} Hz; resample first"
+        )
+    x = as_float_samples(pcm16k)
+    n_frames = tl.frame_count(len(x))
+    if n_frames == 0:
+        return np.zeros((0, *FRAME_FEATURE_SHAPE), dtype=np.float32)
+    # the same streaming mel, fed at once: the signal continued by silence as far as needed
+    needed = tl.samples_needed(n_frames - 1)
+    mel = StreamingMel().push(np.concatenate([x, np.zeros(needed - len(x))]))
+    n_windows = tl.last_encoder_window(n_frames - 1) + 1
+    starts = [tl.encoder_window_start(j) for j in range(n_windows)]
+    encoded = np.concatenate(
+        [
+            _encode(encode, encoder_windows(mel, 0, starts[b : b + _ENCODE_BATCH]))
+            for b in range(0, n_windows, _ENCODE_BATCH)
+        ]
+    )
+    return np.stack([frame_features(encoded, 0, k) for k in range(n_frames)])
+
+
+class StreamingFeatureExtractor:
+    """Generator inputs of an audio stream, each emitted as soon as its lookahead has arrived.
+
+    ``push`` returns the frames that became ready (frame k once ``timeline.samples_needed(k)``
+    16 kHz samples exist); ``flush`` ends the stream, continues it with silence and returns the
+    rest, ``ceil(N/640)`` frames in all for N samples at 16 kHz. Frame indices count from the
+    start of the current stream: after ``flush`` or ``reset`` they start at 0 again, and a
+    caller with a session-wide frame counter adds its own offset.
+
+    With ``sample_rate`` other than 16000 the input is resampled on the way in (adding
+    ``resampler_latency_s`` of lookahead); frames are those of the resampled stream.
+    Memory stays bounded: only the samples, mel frames and encoder rows the next frames still
+    need are kept.
+    """
+
+    def __init__(self, encode: Encoder, sample_rate: int = tl.SAMPLE_RATE) -> None:
+        self._encode = encode
+        self.sample_rate = validate_sample_rate(sample_rate)
+        self._resampler = (
+            StreamingResampler(self.sample_rate, tl.SAMPLE_RATE)
+            if self.sample_rate != tl.SAMPLE_RATE
+            else None
+        )
+        self._mel = StreamingMel()
+        self.reset()
+
+    @property
+    def resampler_latency_s(self) -> float:
+        """Extra lookahead added by resampling the input (0 at 16 kHz)."""
+        return self._resampler.latency_s if self._resampler else 0.0
+
+    @property
+    def samples_received(self) -> int:
+        """16 kHz samples of the current stream so far (after resampling)."""
+        return self._samples
+
+    @property
+    def next_frame(self) -> int:
+        """Index of the next frame to be emitted."""
+        return self._next_frame
+
+    @property
+    def held_bytes(self) -> int:
+        """Bytes of audio, mel and feature history held now; bounded however long the stream."""
+        held = self._mel.held_bytes + self._mel_buf.nbytes + self._encoded.nbytes
+        return held + (self._resampler.held_bytes if self._resampler else 0)
+
+    def reset(self) -> None:
+        """Drop all buffered audio and state (barge-in); the next push starts frame 0."""
+        if self._resampler:
+            self._resampler.reset()
+        self._mel.reset()
+        self._samples = 0
+        self._mel_buf = np.zeros((N_MELS, 0))
+        self._mel_first = 0  # global index of self._mel_buf[:, 0]
+        self._encoded = np.zeros((0, tl.FEATURE_SIZE), dtype=np.float32)
+        self._encoded_first = 0  # global index of self._encoded[0]
+        self._next_window = 0
+        self._next_frame = 0
+
+    def push(self, audio: AudioChunk | np.ndarray) -> list[FeatureFrame]:
+        """Feed audio (int16 PCM or float in [-1, 1], at ``sample_rate``); return ready frames."""
+        if isinstance(audio, AudioChunk) and audio.sample_rate != self.sample_rate:
+            raise InvalidInput(
+                f"audio chunk is {audio.sample_rate} Hz but this extractor was made for "
+                f"{self.sample_rate} Hz"
+            )
+        x = self._resampler.process(audio) if self._resampler else as_float_samples(audio)
+        self._samples += len(x)
+        return self._feed(x, last_frame=None)
+
+    def flush(self) -> list[FeatureFrame]:
+        """End the stream: pad with silence, return the remaining frames, and reset."""
+        frames = []
+        if self._resampler:
+            tail = self._resampler.flush()
+            self._samples += len(tail)
+            frames += self._feed(tail, last_frame=None)
+        n_frames = tl.frame_count(self._samples)
+        if n_frames > self._next_frame:
+            silence = np.zeros(tl.samples_needed(n_frames - 1) - self._mel.samples_received)
+            frames += self._feed(silence, last_frame=n_frames - 1)
+        self.reset()
+        return frames
+
+    def _feed(self, x: np.ndarray, last_frame: int | None) -> list[FeatureFrame]:
+        mel = self._mel.push(x)
+        if mel.shape[1]:
+            self._mel_buf = np.concatenate([self._mel_buf, mel], axis=1)
+        mel_end = self._mel_first + self._mel_buf.shape[1]
+
+        starts = []
+        while tl.encoder_window_start(self._next_window) + tl.MEL_WINDOW_FRAMES <= mel_end:
+            starts.append(tl.encoder_window_start(self._next_window))
+            self._next_window += 1
+        if starts:
+            windows = encoder_windows(self._mel_buf, self._mel_first, starts)
+            self._encoded = np.concatenate([self._encoded, _encode(self._encode, windows)])
+            # mel frames before the next window's start are never read again
+            drop = tl.encoder_window_start(self._next_window) - self._mel_first
+            self._mel_buf = self._mel_buf[:, drop:]
+            self._mel_first += drop
+
+        frames = []
+        k = self._next_frame
+        while tl.last_encoder_window(k) < self._next_window and (
+            last_frame is None or k <= last_frame
+        ):
+            frames.append(FeatureFrame(k, frame_features(self._encoded, self._encoded_first, k)))
+            k += 1
+        self._next_frame = k
+        # the next frame reads rows from k-8 on, i.e. E[k-9] (E[0] for the first rows)
+        keep = max(k - tl.ROWS_BEFORE - 1, 0)
+        if keep > self._encoded_first:
+            self._encoded = self._encoded[keep - self._encoded_first :]
+            self._encoded_first = keep
+        return frames
+
+
+def features_at_rate(
+    audio: AudioChunk | np.ndarray, sample_rate: int, encode: Encoder
+) -> np.ndarray:
+    """``offline_features`` for audio at any accepted rate (resampled to 16 kHz first)."""
+    rate = validate_sample_rate(sample_rate)
+    x = as_float_samples(audio) if rate == tl.SAMPLE_RATE else resample(audio, rate)
+    return offline_features(x, encode)
