@@ -18,7 +18,9 @@ class ConvUnit(nn.Module):
 
     def __init__(self, cin: int, cout: int, kernel: int, stride, padding: int, residual=False):
         super().__init__()
-        self.conv_block = nn.Sequential(nn.Conv2d(cin, cout, kernel, stride, padding), nn.BatchNorm2d(cout))
+        self.conv_block = nn.Sequential(
+            nn.Conv2d(cin, cout, kernel, stride, padding), nn.BatchNorm2d(cout)
+        )
         self.residual = residual
         self.act = nn.ReLU()
 

@@ -42,7 +42,11 @@ def load_strict(module: nn.Module, state: Mapping[str, torch.Tensor], source: st
         if k in state and tuple(state[k].shape) != tuple(v.shape)
     ]
     problems = []
-    for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", misshapen)):
+    for label, keys in (
+        ("missing", missing),
+        ("unexpected", unexpected),
+        ("wrong shape", misshapen),
+    ):
         if keys:
             more = f" and {len(keys) - 5} more" if len(keys) > 5 else ""
             problems.append(f"{len(keys)} {label} key(s): {', '.join(keys[:5])}{more}")

@@ -36,7 +36,9 @@ class GeneratorConfig:
 class InvertedResidual(nn.Module):
     """MobileNetV2 block: 1x1 expand, 3x3 depthwise, 1x1 project, each batch-normalised."""
 
-    def __init__(self, inp: int, oup: int, stride: int = 1, residual: bool = False, expand: int = 2):
+    def __init__(
+        self, inp: int, oup: int, stride: int = 1, residual: bool = False, expand: int = 2
+    ):
         super().__init__()
         if residual and (inp != oup or stride != 1):
             raise ValueError("a residual block needs equal in/out channels and stride 1")
@@ -154,7 +156,9 @@ class Generator(nn.Module):
         self.down4 = Down(c(128), c(256))
         self.down5 = Down(c(256), c(512))
         self.audio_model = AudioConv(cfg)
-        self.fuse_conv = nn.Sequential(DoubleConvDW(c(512) * 2, c(512)), DoubleConvDW(c(512), c(256)))
+        self.fuse_conv = nn.Sequential(
+            DoubleConvDW(c(512) * 2, c(512)), DoubleConvDW(c(512), c(256))
+        )
         self.up1 = Up(c(256) * 2, c(128))
         self.up2 = Up(c(128) * 2, c(64))
         self.up3 = Up(c(64) * 2, c(32))

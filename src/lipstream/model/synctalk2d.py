@@ -31,7 +31,9 @@ def load_generator(path: str | Path) -> Generator:
 def load_audio_encoder(path: str | Path) -> AudioEncoder:
     """The AVE audio encoder in eval mode; accepts keys with or without the module prefix."""
     state = read_state_dict(path)
-    state = {(k if k.startswith(_ENCODER_PREFIX) else _ENCODER_PREFIX + k): v for k, v in state.items()}
+    state = {
+        (k if k.startswith(_ENCODER_PREFIX) else _ENCODER_PREFIX + k): v for k, v in state.items()
+    }
     net = AudioEncoder()
     load_strict(net, state, str(path))
     return net.eval()
