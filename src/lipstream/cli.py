@@ -8,7 +8,7 @@ import sys
 
 from lipstream.errors import LipstreamError
 
-# Each module defines ``register(subparsers)``, adding its subcommands with ``set_defaults(func=...)``.
+# Each module defines ``register(subparsers)``: its subcommands, with ``set_defaults(func=...)``.
 COMMAND_MODULES: list[str] = []
 
 

@@ -15,13 +15,11 @@ from lipstream.geometry import CropBox, crop_frame
 from lipstream.model.package import (
     AVE_LOOKAHEAD_MS,
     InvalidPackage,
-    PackageWriter,
-    add_weights,
     list_packages,
     load_package,
     lookahead_frames,
-    update_metrics,
 )
+from lipstream.model.package_writer import PackageWriter, add_weights, update_metrics
 
 FRAME_COUNT = 12
 FRAME_SIZE = (480, 360)

@@ -25,10 +25,10 @@ from lipstream.model.package import (
     AVE_LOOKAHEAD_MS,
     InvalidPackage,
     ModelPackage,
-    PackageWriter,
     check_name,
     load_package,
 )
+from lipstream.model.package_writer import PackageWriter
 
 if TYPE_CHECKING:  # torch is only imported when an import actually runs
     from lipstream.model.audio_encoder import AudioEncoder
