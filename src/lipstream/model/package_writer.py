@@ -29,13 +29,13 @@ from lipstream.model.package import (
     MANIFEST,
     VIDEO_FILE,
     ModelPackage,
-    is_finite_number,
-    split_weight_key,
     check_name,
     crop_filename,
+    is_finite_number,
     load_package,
     lookahead_frames,
     read_safetensors_header,
+    split_weight_key,
     weight_filename,
 )
 from lipstream.video import Mp4Writer
