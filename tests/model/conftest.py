@@ -11,6 +11,9 @@ import numpy as np
 import pytest
 import torch
 
+from lipstream.audio.files import write_wav
+from lipstream.audio.pcm import AudioChunk
+
 FRAME_SIZE = (480, 360)  # width, height: a small landscape "full body" video
 FRAME_COUNT = 12
 DATASET_NAME = "demo"
@@ -56,6 +59,13 @@ def fake_frame(index: int) -> np.ndarray:
     return img
 
 
+def fake_speech(seconds: float, rate: int) -> np.ndarray:
+    """A voiced, syllable-paced signal (harmonics of 120 Hz under a 4 Hz envelope) in [-1, 1]."""
+    t = np.arange(int(seconds * rate)) / rate
+    voice = sum(np.sin(2 * np.pi * 120 * h * t) / h for h in range(1, 20))
+    return (0.3 * voice * np.clip(np.sin(2 * np.pi * 4 * t), 0, None) / 3).astype(np.float32)
+
+
 def build_synctalk2d_dataset(root: Path, frames: int = FRAME_COUNT) -> Path:
     """Write a fake trained SyncTalk_2D dataset under ``root`` and return its folder."""
     from lipstream.model.audio_encoder import AudioEncoder
@@ -78,6 +88,9 @@ def build_synctalk2d_dataset(root: Path, frames: int = FRAME_COUNT) -> Path:
     for p in generator.parameters():
         p.data.add_(0.01)
     torch.save(generator.state_dict(), ckpt_dir / "20.pth")
+
+    # SyncTalk_2D extracts the training speech as aud.wav; 24 kHz here to exercise resampling.
+    write_wav(dataset / "aud.wav", AudioChunk.from_float(fake_speech(frames / 25, 24000), 24000))
 
     # SyncTalk_2D's encoder files hold the keys without the module prefix.
     state = {k.removeprefix("audio_encoder."): v for k, v in AudioEncoder().state_dict().items()}

@@ -6,6 +6,7 @@ import argparse
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -146,3 +147,28 @@ def test_cli_imports_then_checks(synctalk2d_dataset, tmp_path, capsys):
     (models / "alice" / "video.mp4").unlink()
     assert args.func(args) == 1
     assert "video.file: video.mp4 is missing" in capsys.readouterr().err
+
+
+def test_dataset_speech_is_shipped_as_16khz_wav(fake_package):
+    from lipstream.audio.files import read_audio_file
+
+    package = load_package(fake_package)
+    assert package.speech_path is not None
+    speech = read_audio_file(package.speech_path)
+    assert speech.sample_rate == 16000
+    assert abs(speech.duration - package.frame_count / 25) < 0.01
+    assert np.abs(speech.samples).max() > 1000  # the speech itself, not silence
+
+
+def test_speech_file_of_the_wrong_format_is_named(fake_package, tmp_path):
+    import shutil
+    import wave
+
+    package = Path(shutil.copytree(fake_package, tmp_path / "copy"))
+    with wave.open(str(package / "speech.wav"), "wb") as out:
+        out.setnchannels(2)
+        out.setsampwidth(2)
+        out.setframerate(44100)
+        out.writeframes(b"\0" * 400)
+    with pytest.raises(PackageError, match=r"audio.speech_file: speech.wav must be 16000 Hz mono"):
+        load_package(package)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import cv2
 from tqdm import tqdm
 
+from lipstream.audio.files import read_audio_file
 from lipstream.errors import CheckpointError, InvalidInput, PackageError
 from lipstream.geometry import crop_box, read_landmarks
 from lipstream.model.package import (
@@ -38,6 +39,8 @@ FRAMES_DIR = "full_body_img"
 LANDMARKS_DIR = "landmarks"
 CHECKPOINT_DIR = "checkpoint"
 
+# SyncTalk_2D keeps the training speech beside the frames
+SPEECH_FILE = "aud.wav"
 _EPOCH_FILE = re.compile(r"(\d+)\.pth")
 _FRAME_FILE = re.compile(r"(\d+)\.jpg")
 
@@ -163,6 +166,9 @@ def import_synctalk2d(
             except InvalidInput as exc:
                 raise InvalidInput(f"frame {image_path.name}: {exc}") from exc
             writer.add_frame(frame, box)
+        speech = Path(dataset) / SPEECH_FILE
+        if speech.is_file():  # the dataset's own speech: what int8 export calibrates on
+            writer.add_speech(read_audio_file(speech))
         writer.add_weights("pytorch.generator", generator.state_dict(), float16=float16)
         writer.add_weights("pytorch.audio_encoder", encoder.state_dict(), float16=float16)
         epoch = _EPOCH_FILE.fullmatch(ckpt.name)

@@ -10,6 +10,7 @@ import json
 import math
 import re
 import struct
+import wave
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -41,6 +42,7 @@ AUDIO_SAMPLE_RATE = 16000
 FPS = 25
 CROPS_DIR = "crops"
 VIDEO_FILE = "video.mp4"
+SPEECH_FILE = "speech.wav"
 
 # Newest audio needed for frame k, in ms after the start of frame k, with AVE features.
 AVE_LOOKAHEAD_MS = LOOKAHEAD_MS
@@ -122,6 +124,7 @@ class ModelPackage:
     video_width: int
     video_height: int
     weight_files: Mapping[str, Path]  # "family.role" -> file
+    speech_path: Path | None  # 16 kHz mono PCM16 WAV of the avatar's speech, if shipped
     metrics: Mapping[str, float]
     source: Mapping[str, Any]
     manifest: Mapping[str, Any] = field(repr=False)
@@ -317,6 +320,26 @@ def _check_file(path: Path, label: str, problems: list[str]) -> bool:
         return False
     if path.stat().st_size == 0:
         problems.append(f"{label}: {path.name} is empty")
+        return False
+    return True
+
+
+def _check_speech(path: Path, problems: list[str]) -> bool:
+    """Whether ``path`` is a 16 kHz mono PCM16 WAV file, recording a problem otherwise."""
+    label = "audio.speech_file"
+    if not _check_file(path, label, problems):
+        return False
+    try:
+        with wave.open(str(path), "rb") as wav:
+            shape = (wav.getframerate(), wav.getnchannels(), wav.getsampwidth())
+    except (wave.Error, EOFError, OSError) as exc:
+        problems.append(f"{label}: {path.name} is not a readable WAV file ({exc})")
+        return False
+    if shape != (AUDIO_SAMPLE_RATE, 1, 2):
+        problems.append(
+            f"{label}: {path.name} must be {AUDIO_SAMPLE_RATE} Hz mono 16-bit PCM, got "
+            f"{shape[0]} Hz, {shape[1]} channel(s), {8 * shape[2]}-bit"
+        )
         return False
     return True
 
@@ -610,6 +633,11 @@ def load_package(path: str | Path) -> ModelPackage:
         r.problem(f"source must be an object, got {_show(source)}")
         source = {}
 
+    speech_path = None
+    if r.get("audio.speech_file", required=False) is not _MISSING:
+        speech_path = r.relpath(root, "audio.speech_file")
+        if speech_path is _MISSING or not _check_speech(speech_path, problems):
+            speech_path = None
     weight_files = _check_weights(r, root, width)
     _check_crops(r, crops_dir, count, frame_format)
     _check_video(r, video_path, video_w, video_h, video_n)
@@ -634,6 +662,7 @@ def load_package(path: str | Path) -> ModelPackage:
         video_width=video_w,
         video_height=video_h,
         weight_files=MappingProxyType(weight_files),
+        speech_path=speech_path,
         metrics=MappingProxyType(dict(metrics)),
         source=MappingProxyType(dict(source)),
         manifest=MappingProxyType(data),

@@ -14,6 +14,9 @@ from typing import Any
 import numpy as np
 import simplejpeg
 
+from lipstream.audio.files import write_wav
+from lipstream.audio.pcm import AudioChunk
+from lipstream.audio.resample import resample
 from lipstream.errors import InvalidInput, PackageError
 from lipstream.geometry import CROP_SIZE, INNER_OFFSET, MASK, NETWORK_SIZE, CropBox, crop_frame
 from lipstream.model.package import (
@@ -27,6 +30,7 @@ from lipstream.model.package import (
     FPS,
     JPEG_QUALITY,
     MANIFEST,
+    SPEECH_FILE,
     VIDEO_FILE,
     ModelPackage,
     check_name,
@@ -117,6 +121,7 @@ class PackageWriter:
         self._bounds: list[list[int]] = []
         self._video: Mp4Writer | None = None
         self._weights: dict[str, dict[str, str]] = {}
+        self._speech_file: str | None = None
         self._done = False
 
     def __enter__(self) -> PackageWriter:
@@ -185,6 +190,15 @@ class PackageWriter:
             _save_tensors(target, weights, float16=float16)
         self._weights.setdefault(family, {})[role] = target.name
 
+    def add_speech(self, audio: AudioChunk) -> None:
+        """Ship the avatar's own speech (any rate; stored as 16 kHz WAV) to calibrate int8 on."""
+        if audio.sample_rate != AUDIO_SAMPLE_RATE:
+            audio = AudioChunk.from_float(
+                resample(audio, audio.sample_rate, AUDIO_SAMPLE_RATE), AUDIO_SAMPLE_RATE
+            )
+        write_wav(self.tmp / SPEECH_FILE, audio)
+        self._speech_file = SPEECH_FILE
+
     def commit(
         self,
         *,
@@ -211,6 +225,7 @@ class PackageWriter:
                     "sample_rate": AUDIO_SAMPLE_RATE,
                     "lookahead_ms": lookahead_ms,
                     "lookahead_frames": lookahead_frames(lookahead_ms),
+                    **({"speech_file": self._speech_file} if self._speech_file else {}),
                 },
                 "crop": {
                     "crop_size": CROP_SIZE,

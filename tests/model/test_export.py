@@ -1,0 +1,110 @@
+"""The ONNX exports compute what the PyTorch networks compute."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from lipstream.bench import random_generator_state, synthetic_audio, synthetic_crops
+from lipstream.model.audio_encoder import AudioEncoder
+from lipstream.model.export import (
+    export_audio_encoder,
+    export_generator,
+    export_generator_network,
+    get_metadata,
+    inference_mask,
+    network_input,
+    pad_channels,
+)
+from lipstream.model.network import Generator, GeneratorConfig
+from lipstream.model.quantize import QuantizeOptions, quantize_generator
+
+
+def _generator(width: float) -> Generator:
+    net = Generator(GeneratorConfig(width=width))
+    net.load_state_dict(random_generator_state(width))
+    return net.eval()
+
+
+def _session(path) -> ort.InferenceSession:
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+@pytest.mark.parametrize("width", [1.0, 0.25])
+def test_network_export_matches_pytorch(width, tmp_path):
+    net = _generator(width)
+    path = export_generator_network(net, tmp_path / "network.onnx")
+    rng = np.random.default_rng(0)
+    image = rng.random((2, 6, 320, 320), dtype=np.float32)
+    audio = rng.standard_normal((2, 32, 16, 16), dtype=np.float32)
+    with torch.no_grad():
+        expected = net(torch.from_numpy(image), torch.from_numpy(audio)).numpy()
+    out = _session(path).run(["out"], {"image": image, "audio": audio})[0]
+    np.testing.assert_allclose(out, expected, atol=1e-4, rtol=0)
+    if width != 1.0:
+        # the padded graph adds only zero channels, so it computes the same numbers
+        padded = tmp_path / "padded.onnx"
+        onnx.save(pad_channels(onnx.load(str(path))), str(padded))
+        out_padded = _session(padded).run(["out"], {"image": image, "audio": audio})[0]
+        np.testing.assert_allclose(out_padded, expected, atol=1e-4, rtol=0)
+    assert get_metadata(onnx.load(str(path)))["lipstream.width"] == str(width)
+
+
+def test_generate_graph_follows_synctalk2d_conventions(tmp_path):
+    net = _generator(0.25)
+    path = export_generator(net, tmp_path / "generate.onnx")
+    crops = synthetic_crops(3)
+    audio = synthetic_audio(3)
+    mouths = _session(path).run(["mouths"], {"crops": crops, "audio": audio})[0]
+    assert mouths.shape == (3, 320, 320, 3) and mouths.dtype == np.uint8
+
+    # reference: the 6-channel input and the uint8 output exactly as SyncTalk_2D's loop makes them
+    image = crops.astype(np.float32).transpose(0, 3, 1, 2) / 255.0
+    masked = image.copy()
+    masked[:, :, 5:310, 5:315] = 0
+    with torch.no_grad():
+        out = net(torch.from_numpy(np.concatenate([image, masked], 1)), torch.from_numpy(audio))
+    expected = (out.numpy().transpose(0, 2, 3, 1) * 255).astype(np.uint8)
+    diff = np.abs(mouths.astype(int) - expected.astype(int))
+    # float rounding may tip a value across an integer before truncation: one level, rarely
+    assert diff.max() <= 1
+    assert (diff > 0).mean() < 1e-3
+
+
+def test_mask_and_network_input_match_synctalk2d():
+    keep = inference_mask()
+    assert keep[5:310, 5:315].sum() == 0
+    assert keep.sum() == 320 * 320 - 305 * 310
+    assert keep[4, 100] == 1 and keep[310, 100] == 1 and keep[100, 315] == 1
+    x = network_input(synthetic_crops(1))
+    assert x.shape == (1, 6, 320, 320) and x.dtype == np.float32
+    np.testing.assert_array_equal(x[:, 3:], x[:, :3] * keep)
+
+
+def test_audio_encoder_export_matches_pytorch(tmp_path):
+    torch.manual_seed(0)
+    net = AudioEncoder().eval()
+    path = export_audio_encoder(net, tmp_path / "audio_encoder.onnx")
+    mel = np.random.default_rng(0).uniform(-4, 4, (3, 1, 80, 16)).astype(np.float32)
+    with torch.no_grad():
+        expected = net(torch.from_numpy(mel)).numpy()
+    out = _session(path).run(["features"], {"mel": mel})[0]
+    assert out.shape == (3, 512)
+    np.testing.assert_allclose(out, expected, atol=1e-4, rtol=0)
+
+
+def test_int8_generate_graph_runs_and_is_marked(tmp_path):
+    net = _generator(0.25)
+    network = export_generator_network(net, tmp_path / "network.onnx")
+    crops, audio = synthetic_crops(4), synthetic_audio(4)
+    path = quantize_generator(
+        network, tmp_path / "int8.onnx", crops, audio, QuantizeOptions(calibration_samples=4)
+    )
+    model = onnx.load(str(path))
+    assert get_metadata(model)["lipstream.precision"] == "int8"
+    assert any(n.op_type == "QuantizeLinear" for n in model.graph.node)
+    mouths = _session(path).run(["mouths"], {"crops": crops[:2], "audio": audio[:2]})[0]
+    assert mouths.shape == (2, 320, 320, 3) and mouths.dtype == np.uint8
