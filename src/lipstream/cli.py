@@ -9,7 +9,9 @@ import sys
 from lipstream.errors import LipstreamError
 
 # Each module defines ``register(subparsers)``: its subcommands, with ``set_defaults(func=...)``.
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = [
+    "lipstream.model.commands",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,7 +12,8 @@ import torch
 
 from lipstream.errors import CheckpointError, InvalidInput, PackageError
 from lipstream.model.checkpoint import read_state_dict
-from lipstream.model.import_synctalk2d import find_checkpoint, import_synctalk2d, register
+from lipstream.model.commands import register
+from lipstream.model.import_synctalk2d import find_checkpoint, import_synctalk2d
 from lipstream.model.package import load_package
 from lipstream.model.synctalk2d import load_audio_encoder, load_generator
 

@@ -8,9 +8,7 @@ landmarks, encodes the frames as the avatar's video and writes the package.
 
 from __future__ import annotations
 
-import argparse
 import re
-import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,10 +22,8 @@ from lipstream.errors import CheckpointError, InvalidInput, PackageError
 from lipstream.geometry import crop_box, read_landmarks
 from lipstream.model.package import (
     AVE_LOOKAHEAD_MS,
-    InvalidPackage,
     ModelPackage,
     check_name,
-    load_package,
 )
 from lipstream.model.package_writer import PackageWriter
 
@@ -208,82 +204,3 @@ def _load_audio_encoder(path: Path) -> AudioEncoder:
         return load_audio_encoder(path)
     except CheckpointError as exc:
         raise CheckpointError(f"audio encoder checkpoint: {exc}") from exc
-
-
-# --------------------------------------------------------------------------------------------
-# Command line
-
-
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the ``import-synctalk2d`` and ``check-package`` subcommands."""
-    p = subparsers.add_parser(
-        "import-synctalk2d",
-        help="turn a trained SyncTalk_2D dataset into a model package",
-        description=__doc__,
-    )
-    p.add_argument("dataset", type=Path, help="SyncTalk_2D dataset folder (full_body_img/, ...)")
-    p.add_argument(
-        "--audio-encoder", required=True, type=Path, help="AVE audio encoder checkpoint (.pth)"
-    )
-    p.add_argument("--name", required=True, help="package name (its folder under --models-dir)")
-    p.add_argument(
-        "--checkpoint",
-        type=Path,
-        help="generator checkpoint (.pth) or its folder; default: newest under checkpoint/",
-    )
-    p.add_argument("--models-dir", type=Path, default=Path("models"), help="default: models")
-    p.add_argument("--force", action="store_true", help="replace a package of the same name")
-    p.add_argument(
-        "--float16-weights",
-        action="store_true",
-        help="store weights at half precision (half the size; outputs change by about 1e-3)",
-    )
-    p.set_defaults(func=_cmd_import)
-
-    c = subparsers.add_parser("check-package", help="validate a model package and print a summary")
-    c.add_argument("path", type=Path, help="package folder")
-    c.set_defaults(func=_cmd_check)
-
-
-def _cmd_import(args: argparse.Namespace) -> int:
-    pkg = import_synctalk2d(
-        args.dataset,
-        audio_encoder=args.audio_encoder,
-        name=args.name,
-        models_dir=args.models_dir,
-        checkpoint=args.checkpoint,
-        force=args.force,
-        float16=args.float16_weights,
-        progress=sys.stderr.isatty(),
-    )
-    print(summary(pkg))
-    return 0
-
-
-def _cmd_check(args: argparse.Namespace) -> int:
-    try:
-        pkg = load_package(args.path)
-    except InvalidPackage as exc:
-        print(str(exc), file=sys.stderr)
-        return 1
-    print(summary(pkg))
-    return 0
-
-
-def summary(pkg: ModelPackage) -> str:
-    """A few lines describing a package, for people."""
-    size = sum(p.stat().st_size for p in pkg.path.rglob("*") if p.is_file())
-    lines = [
-        f"{pkg.name} {pkg.version}  ({pkg.path}, {size / 1e6:.1f} MB)",
-        f"  frames:    {pkg.frame_count} at {pkg.fps} fps, video {pkg.video_width}x"
-        f"{pkg.video_height}",
-        f"  generator: width {pkg.generator_width:g}",
-        f"  audio:     lookahead {pkg.lookahead_ms:g} ms ({pkg.lookahead_frames} frames)",
-        f"  runtimes:  {', '.join(pkg.runtimes)}",
-        "  weights:   " + ", ".join(sorted(pkg.weight_files)),
-    ]
-    if pkg.metrics:
-        lines.append(
-            "  metrics:   " + ", ".join(f"{k}={v:g}" for k, v in sorted(pkg.metrics.items()))
-        )
-    return "\n".join(lines)
