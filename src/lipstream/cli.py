@@ -11,6 +11,8 @@ from lipstream.errors import LipstreamError
 # Each module defines ``register(subparsers)``: its subcommands, with ``set_defaults(func=...)``.
 COMMAND_MODULES: list[str] = [
     "lipstream.model.commands",
+    "lipstream.bench",
+    "lipstream.render",
 ]
 
 

@@ -71,6 +71,19 @@ def test_each_mouth_comes_from_its_own_frame(onnx_runtime):
     assert not np.array_equal(both[0], both[1])
 
 
+def test_frame_parallel_workers_give_the_same_mouths(generate_onnx, crops, onnx_runtime):
+    parallel = OnnxRuntime(generate_onnx, crops, providers="cpu", threads=2, workers=2)
+    audio = synthetic_audio(5)
+    ids = [3, 1, 0, 2, 3]  # five frames: two per worker and one left over
+    try:
+        np.testing.assert_array_equal(
+            parallel.generate(ids, audio),
+            OnnxRuntime(generate_onnx, crops, workers=1).generate(ids, audio),
+        )
+    finally:
+        parallel.close()
+
+
 def test_empty_request_gives_no_mouths(onnx_runtime):
     out = onnx_runtime.generate([], np.zeros((0, 32, 16, 16), np.float32))
     assert out.shape == (0, 320, 320, 3) and out.dtype == np.uint8

@@ -1,0 +1,48 @@
+"""``lipstream bench model`` times every runtime and prints a readable table."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from lipstream import bench
+
+
+def test_bench_model_times_each_runtime_at_batch_one_and_the_batch_size():
+    lines: list[str] = []
+    report = bench.bench_model(
+        widths=[0.25], runtimes=["onnx-fp32"], batch=2, seconds=0.05, log=lines.append
+    )
+    timings = report["timings"]
+    assert [(t.runtime, t.width, t.batch) for t in timings] == [
+        ("onnx-fp32", 0.25, 1),
+        ("onnx-fp32", 0.25, 2),
+    ]
+    assert all(t.median_ms > 0 and t.fps > 0 and t.best_ms <= t.median_ms for t in timings)
+    text = "\n".join(lines)
+    assert "ms/frame" in text and "frames/s" in text
+    assert "random-weight" in text  # says that speed, not quality, is measured
+    assert "onnxruntime" in report["machine"] and "cpu" in report["machine"]
+    assert set(report["jpeg_ms"]) == {"simplejpeg", "opencv"}
+    assert "JPEG encode" in text
+
+
+def test_bench_command_line_registers_model_subcommand(monkeypatch):
+    monkeypatch.setenv("INFERENCE_BATCH_SIZE", "3")
+    parser = argparse.ArgumentParser()
+    bench.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(
+        ["bench", "model", "--widths", "1,0.25", "--runtimes", "onnx-fp32,onnx-int8"]
+    )
+    assert args.func is bench._run_model
+    assert args.widths == [1.0, 0.25]
+    assert args.runtimes == ["onnx-fp32", "onnx-int8"]
+    assert args.batch == 3
+
+
+def test_synthetic_inputs_have_the_runtime_shapes():
+    crops = bench.synthetic_crops(2)
+    assert crops.shape == (2, 320, 320, 3) and crops.dtype == np.uint8
+    audio = bench.synthetic_audio(2)
+    assert audio.shape == (2, 32, 16, 16) and audio.dtype == np.float32
