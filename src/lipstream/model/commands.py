@@ -40,6 +40,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     c.add_argument("path", type=Path, help="package folder")
     c.set_defaults(func=_cmd_check)
 
+    e = subparsers.add_parser(
+        "export",
+        help="add ONNX fp32 and int8 weights to a package (int8 calibrated on its own frames)",
+    )
+    e.add_argument("path", type=Path, help="package folder")
+    e.add_argument("--no-int8", action="store_true", help="export fp32 only")
+    e.add_argument(
+        "--calibration-audio",
+        type=Path,
+        help="speech to calibrate int8 on (default: the package's speech.wav)",
+    )
+    e.set_defaults(func=_cmd_export)
+
     m = subparsers.add_parser("models", help="list the model packages under a models folder")
     m.add_argument("--models-dir", type=Path, default=Path("models"), help="default: models")
     m.set_defaults(func=_cmd_models)
@@ -102,3 +115,11 @@ def _cmd_models(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0 if scan.packages else 1
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from lipstream.model.package_export import export_package
+
+    pkg = export_package(args.path, int8=not args.no_int8, calibration=args.calibration_audio)
+    print(summary(pkg))
+    return 0

@@ -1,0 +1,77 @@
+"""Offline lip sync: an audio file and a model package in, a talking avatar video out."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from lipstream.audio.features import offline_features
+from lipstream.audio.files import read_audio_file
+from lipstream.errors import PackageError
+from lipstream.geometry import paste_prediction
+from lipstream.model.engine import RUNTIME_CHOICES, AvatarModel, open_model
+from lipstream.schedule import pingpong_frame_id
+from lipstream.video import Mp4Writer, read_video_frames
+
+SAMPLE_RATE = 16000
+BATCH = 5
+
+
+def _video_frames(model: AvatarModel) -> list[np.ndarray]:
+    frames = list(read_video_frames(model.package.video_path))
+    if len(frames) != model.package.frame_count:
+        raise PackageError(
+            f"{model.package.video_path} has {len(frames)} frames, the package "
+            f"{model.package.frame_count}"
+        )
+    return frames
+
+
+def render(
+    audio_path: str | Path, model: AvatarModel, out_path: str | Path, progress: bool = False
+) -> int:
+    """Write ``out_path`` (MP4 with the speech as sound) and return the number of frames."""
+    speech = read_audio_file(audio_path, sample_rate=SAMPLE_RATE)
+    features = offline_features(speech, model.encoder)
+    frames = _video_frames(model)
+    pkg = model.package
+    height, width = frames[0].shape[:2]
+    writer = Mp4Writer(Path(out_path), width, height, pkg.fps, audio_rate=SAMPLE_RATE)
+    try:
+        for start in tqdm(
+            range(0, len(features), BATCH), desc="render", unit="batch", disable=not progress
+        ):
+            ks = range(start, min(start + BATCH, len(features)))
+            ids = [pingpong_frame_id(k, pkg.frame_count) for k in ks]
+            mouths = model.runtime.generate(ids, features[start : start + len(ids)])
+            for frame_id, mouth in zip(ids, mouths, strict=True):
+                writer.write(paste_prediction(frames[frame_id], pkg.box(frame_id), mouth))
+        writer.write_audio(speech)
+        writer.close()
+    except BaseException:
+        writer.abort()
+        Path(out_path).unlink(missing_ok=True)
+        raise
+    return len(features)
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``render`` subcommand."""
+    p = subparsers.add_parser("render", help="lip-sync an audio file into an avatar video")
+    p.add_argument("audio", type=Path, help="speech (wav, mp3, ogg, or any video with sound)")
+    p.add_argument("--model", required=True, type=Path, help="model package folder")
+    p.add_argument("-o", "--out", required=True, type=Path, help="output .mp4")
+    p.add_argument("--runtime", choices=RUNTIME_CHOICES, default="auto")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.set_defaults(func=_cmd_render)
+
+
+def _cmd_render(args: argparse.Namespace) -> int:
+    model = open_model(args.model, args.runtime, args.device)
+    count = render(args.audio, model, args.out, progress=sys.stderr.isatty())
+    print(f"wrote {args.out}: {count} frames ({count / model.package.fps:.2f} s), {model.kind}")
+    return 0
