@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 run: setup
-	$(VENV)/bin/lipstream run
+	$(VENV)/bin/lipstream models
 
 test: setup
 	$(VENV)/bin/pytest -q
