@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch first, pinned, so nothing can pull a CUDA build in its place
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[torch,dev]'
+	$(PY) -m pip install --quiet -e '.[torch,avatar,dev]'
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -19,7 +19,13 @@ setup: $(STAMP)
 run: setup
 	$(VENV)/bin/lipstream models
 
-test: setup
+# Debian packages the tests read: a real talking-head video with speech (opencv-doc).
+TEST_DEBS  := /usr/share/doc/opencv-doc/examples/data/Megamind.avi
+
+$(TEST_DEBS):
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq opencv-doc >/dev/null
+
+test: setup $(TEST_DEBS)
 	$(VENV)/bin/pytest -q
 
 lint: setup

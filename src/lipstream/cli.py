@@ -13,6 +13,7 @@ COMMAND_MODULES: list[str] = [
     "lipstream.model.commands",
     "lipstream.bench",
     "lipstream.render",
+    "lipstream.avatar.commands",
 ]
 
 

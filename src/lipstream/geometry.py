@@ -265,3 +265,58 @@ def paste_prediction(
     if crop is None:
         crop = crop_frame(frame, box)
     return paste(frame, box, with_prediction(crop, prediction))
+
+
+# The same box from the iBUG 68-point convention (what the avatar builder's detector gives).
+# The 68-point jaw line (0-16) runs ear to ear like SyncTalk_2D's contour, at half the density,
+# so their contour points 1 and 31 fall between 68-point points 0 and 1, and 15 and 16: the
+# midpoints of those pairs give the cheek-to-cheek sides. Point 29, the lower middle of the nose
+# bridge (27 lies between the eyes, 30 is the tip), is the top.
+FACE68_LEFT_CHEEK = (0, 1)
+FACE68_RIGHT_CHEEK = (15, 16)
+FACE68_NOSE = 29
+
+
+def face68_square(points: np.ndarray) -> tuple[float, float, float]:
+    """``(xmin, ymin, side)`` of the unclipped square box of 68 face landmarks, in float pixels.
+
+    The sides run through the cheeks at the height of the eyes, the top through the middle of
+    the nose, and the square reaches below the chin, so the network's masked rectangle holds
+    the mouth, the jaw and the chin, as in SyncTalk_2D's crops. Kept in float so that a video's
+    boxes can be smoothed over time before they are rounded.
+    """
+    pts = np.asarray(points, dtype=np.float64)
+    if pts.shape != (68, 2) or not np.all(np.isfinite(pts)):
+        raise InvalidInput(f"points must be 68 finite face landmarks [68, 2], got {pts.shape}")
+    xmin = float(pts[list(FACE68_LEFT_CHEEK), 0].mean())
+    xmax = float(pts[list(FACE68_RIGHT_CHEEK), 0].mean())
+    return xmin, float(pts[FACE68_NOSE, 1]), xmax - xmin
+
+
+def fit_square(
+    xmin: float, ymin: float, side: float, frame_width: int, frame_height: int
+) -> CropBox:
+    """A square box rounded to whole pixels and moved (not cut) to lie inside the frame.
+
+    Cutting a box at the frame's edge, as the ``.lms`` rule does, stretches the crop; moving it
+    keeps the face's proportions and keeps its size steady from frame to frame. A box larger
+    than the frame shrinks to the frame's shorter side.
+    """
+    size = min(round(side), frame_width, frame_height)
+    if size < MIN_BOX_SIDE:
+        raise InvalidInput(f"face box is {side:.0f} px wide; at least {MIN_BOX_SIDE} px is needed")
+    # Keep the centre where it was when the side shrinks.
+    x = round(xmin + (side - size) / 2)
+    y = round(ymin + (side - size) / 2)
+    x = min(max(x, 0), frame_width - size)
+    y = min(max(y, 0), frame_height - size)
+    return CropBox(x, y, x + size, y + size)
+
+
+def crop_box_from_face68(points: np.ndarray, frame_width: int, frame_height: int) -> CropBox:
+    """The square face box for one frame from its 68 face landmarks, inside the frame.
+
+    The 68-point counterpart of ``crop_box``: see ``face68_square`` for which points give the box
+    and ``fit_square`` for what happens at the frame's edges.
+    """
+    return fit_square(*face68_square(points), frame_width, frame_height)

@@ -1,0 +1,1 @@
+"""The avatar builder: from a talking-head video to a training dataset."""
