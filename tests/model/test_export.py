@@ -108,3 +108,46 @@ def test_int8_generate_graph_runs_and_is_marked(tmp_path):
     assert any(n.op_type == "QuantizeLinear" for n in model.graph.node)
     mouths = _session(path).run(["mouths"], {"crops": crops[:2], "audio": audio[:2]})[0]
     assert mouths.shape == (2, 320, 320, 3) and mouths.dtype == np.uint8
+
+
+def test_int8_graph_takes_the_uint8_image_and_copies_upsampled_concat_inputs(tmp_path):
+    net = _generator(0.25)
+    network = export_generator_network(net, tmp_path / "network.onnx")
+    crops, audio = synthetic_crops(4), synthetic_audio(4)
+    path = quantize_generator(
+        network, tmp_path / "int8.onnx", crops, audio, QuantizeOptions(calibration_samples=4)
+    )
+    graph = onnx.load(str(path)).graph
+    inits = {t.name: onnx.numpy_helper.to_array(t) for t in graph.initializer}
+    # the uint8 image goes straight to its DequantizeLinear, with the lossless scale 1/255
+    image_dq = next(n for n in graph.node if "generate/image_u8" in n.input)
+    assert image_dq.op_type == "DequantizeLinear"
+    assert inits[image_dq.input[1]] == np.float32(1 / 255) and inits[image_dq.input[2]] == 0
+    assert not any(n.op_type in ("Cast", "Div") and "image" in n.output[0] for n in graph.node)
+    # a Resize output feeding a Concat is quantized with the Concat's own scale
+    checked = 0
+    for resize in (n for n in graph.node if n.op_type == "Resize"):
+        q = next(n for n in graph.node if resize.output[0] in n.input)
+        dq = next(n for n in graph.node if q.output[0] in n.input)
+        concat = next(n for n in graph.node if dq.output[0] in n.input)
+        if concat.op_type != "Concat":
+            continue  # merged into an Add by the channel padding
+        out_q = next(n for n in graph.node if concat.output[0] in n.input)
+        assert q.input[1:3] == out_q.input[1:3] == dq.input[1:3]
+        checked += 1
+    assert checked
+
+
+def test_generate_graph_preprocessing_is_exact_in_uint8(tmp_path):
+    net = _generator(0.25)
+    path = export_generator(net, tmp_path / "generate.onnx")
+    probe = onnx.load(str(path))
+    # expose the float network input to compare it with SyncTalk_2D's preprocessing
+    probe.graph.output.append(
+        onnx.helper.make_tensor_value_info("image", onnx.TensorProto.FLOAT, None)
+    )
+    crops = synthetic_crops(2)
+    image = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        ["image"], {"crops": crops, "audio": synthetic_audio(2)}
+    )[0]
+    np.testing.assert_array_equal(image, network_input(crops))

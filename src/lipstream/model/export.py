@@ -187,17 +187,34 @@ def wrap_generate(network: onnx.ModelProto) -> onnx.ModelProto:
 
     # The mask is stored for all three channels: ONNX Runtime moves this arithmetic to HWC order
     # for the int8 kernels, where a mask broadcast over the innermost axis runs 10x slower.
-    keep = const("keep", np.repeat(inference_mask()[None, None], 3, axis=1))
+    keep = const("keep", np.repeat(inference_mask()[None, None], 3, axis=1).astype(np.uint8))
     inv255 = const("d255", np.array(255.0, np.float32))
     to255 = const("times255", np.array(255.0, np.float32))
+    # Masking and the 6-channel concat run on uint8, a quarter of the bytes of float; the result
+    # equals SyncTalk_2D's float order exactly, since the mask only multiplies by 0 or 1.
     pre = [
-        # Transpose while still uint8: a quarter of the bytes of the float tensor.
         helper.make_node("Transpose", [CROPS], ["generate/chw_u8"], perm=[0, 3, 1, 2]),
-        helper.make_node("Cast", ["generate/chw_u8"], ["generate/chw"], to=TensorProto.FLOAT),
-        helper.make_node("Div", ["generate/chw", inv255], ["generate/ref"]),
-        helper.make_node("Mul", ["generate/ref", keep], ["generate/masked"]),
-        helper.make_node("Concat", ["generate/ref", "generate/masked"], [NETWORK_IMAGE], axis=1),
+        helper.make_node("Mul", ["generate/chw_u8", keep], ["generate/masked_u8"]),
+        helper.make_node(
+            "Concat", ["generate/chw_u8", "generate/masked_u8"], ["generate/image_u8"], axis=1
+        ),
     ]
+    image_q = _exact_image_quantizer(graph)
+    if image_q is not None:
+        # The int8 network quantizes its input with scale 1/255 and zero point 0: the quantized
+        # image is the uint8 image itself, so the float round trip is skipped.
+        for node in graph.node:
+            for i, name in enumerate(node.input):
+                if name == image_q.output[0]:
+                    node.input[i] = "generate/image_u8"
+        graph.node.remove(image_q)
+    else:
+        pre += [
+            helper.make_node(
+                "Cast", ["generate/image_u8"], ["generate/image_f"], to=TensorProto.FLOAT
+            ),
+            helper.make_node("Div", ["generate/image_f", inv255], [NETWORK_IMAGE]),
+        ]
     post = [
         helper.make_node("Mul", [NETWORK_OUT, to255], ["generate/scaled"]),
         # Cast truncates toward zero, like numpy's astype(uint8) in SyncTalk_2D's loop.
@@ -228,10 +245,33 @@ def wrap_generate(network: onnx.ModelProto) -> onnx.ModelProto:
             )
         ]
     )
+    used = {n for node in graph.node for n in node.input}
+    kept = [t for t in graph.initializer if t.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
     meta = get_metadata(network)
     meta[META_KIND] = "generate"
     set_metadata(model, meta)
     return model
+
+
+def _exact_image_quantizer(graph: onnx.GraphProto) -> onnx.NodeProto | None:
+    """The QuantizeLinear of the ``image`` input if it maps x/255 back to the uint8 x exactly.
+
+    That holds for scale 1/255 (as float32) and zero point 0 of type uint8: the quotient
+    (x/255) / (1/255) lies within a few float roundings of the integer x.
+    """
+    users = [n for n in graph.node if NETWORK_IMAGE in n.input]
+    if len(users) != 1 or users[0].op_type != "QuantizeLinear" or len(users[0].input) < 3:
+        return None
+    inits = {t.name: t for t in graph.initializer}
+    scale, zero = (inits.get(name) for name in users[0].input[1:3])
+    if scale is None or zero is None or zero.data_type != TensorProto.UINT8:
+        return None
+    s, z = numpy_helper.to_array(scale), numpy_helper.to_array(zero)
+    if s.size != 1 or z.size != 1 or s.item() != np.float32(1.0 / 255.0) or z.item() != 0:
+        return None
+    return users[0]
 
 
 # --------------------------------------------------------------------------------------------

@@ -108,13 +108,72 @@ def quantize_network(
             weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax,
             nodes_to_exclude=excluded,
+            extra_options={
+                # The image is k/255 for uint8 k: scale 1/255 stores it losslessly (calibration
+                # would clip values brighter than the calibration crops), and lets the
+                # whole-generate graph feed the uint8 crops to the first convolution directly.
+                "TensorQuantOverrides": {
+                    NETWORK_IMAGE: [
+                        {
+                            "scale": np.array(1.0 / 255.0, np.float32),
+                            "zero_point": np.array(0, np.uint8),
+                        }
+                    ]
+                }
+            }
+            if opts.activations == "u8"
+            else {},
         )
     quantized = onnx.load(str(out_path))
+    share_concat_scales(quantized)
     meta = get_metadata(model)
     meta[META_PRECISION] = "int8"
     set_metadata(quantized, meta)
     onnx.save(quantized, str(out_path))
     return out_path
+
+
+def share_concat_scales(model: onnx.ModelProto) -> int:
+    """Quantize each upsampled Concat input with the Concat's own scale; returns how many.
+
+    In QDQ form an input of a channel Concat is quantized with its own scale, then ONNX
+    Runtime's QLinearConcat requantizes it to the output scale through a lookup table, one
+    pixel's channels at a time (channels-last), which is slow at 320x320. An input made by a
+    Resize is used by that Concat only, so it can be quantized with the output scale at once:
+    QLinearConcat then copies it, and the value is rounded once instead of twice.
+    """
+    graph = model.graph
+    producer = {o: n for n in graph.node for o in n.output}
+    users: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            users.setdefault(name, []).append(node)
+    changed = 0
+    for node in graph.node:
+        out_users = users.get(node.output[0], [])
+        if node.op_type != "Concat" or len(out_users) != 1:
+            continue
+        out_q = out_users[0]
+        if out_q.op_type != "QuantizeLinear":
+            continue
+        for name in node.input:
+            dq = producer.get(name)
+            q = producer.get(dq.input[0]) if dq is not None else None
+            if dq is None or q is None or dq.op_type != "DequantizeLinear":
+                continue
+            source = producer.get(q.input[0])
+            if (
+                q.op_type != "QuantizeLinear"
+                or source is None
+                or source.op_type != "Resize"
+                or len(users[q.output[0]]) != 1
+                or len(users[dq.output[0]]) != 1
+            ):
+                continue
+            q.input[1], q.input[2] = out_q.input[1], out_q.input[2]
+            dq.input[1], dq.input[2] = out_q.input[1], out_q.input[2]
+            changed += 1
+    return changed
 
 
 def quantize_generator(
