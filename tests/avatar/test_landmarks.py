@@ -120,3 +120,19 @@ def test_boxes_are_moved_inside_the_frame_not_cut() -> None:
     assert (box.width, box.height) == (200, 200) and box.as_list() == [50, 0, 250, 200]
     with pytest.raises(InvalidInput, match="68 finite face landmarks"):
         face68_square(np.zeros((53, 2)))
+
+
+def test_a_face_like_pattern_larger_than_the_face_does_not_win(
+    portrait: np.ndarray, points: np.ndarray, tmp_path
+) -> None:
+    # After H.264 the astronaut's suit also fires the detector, weakly, in a larger box.
+    from lipstream.video import Mp4Writer, read_video_frames
+
+    writer = Mp4Writer(tmp_path / "portrait.mp4", portrait.shape[1], portrait.shape[0])
+    for _ in range(3):
+        writer.write(portrait)
+    writer.close()
+    frame = list(read_video_frames(tmp_path / "portrait.mp4"))[1]
+    found = FaceLandmarker().detect(frame)
+    assert found is not None
+    assert np.abs(found - points).mean() < 3.0

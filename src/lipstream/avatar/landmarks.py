@@ -49,6 +49,9 @@ _TRACK_FACE_SIDE = 120.0
 _TRACK_MARGIN = 0.6
 # A face found by a full-frame look takes over the track when it is this much larger.
 _SWITCH_AREA = 1.5
+# Detector scores at or above this are faces for sure; below, texture that looks like one (a
+# patterned shirt can score 0.07 while a real face scores above 1).
+_CONFIDENT_SCORE = 0.5
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,7 @@ class _Rect:
     top: float
     right: float
     bottom: float
+    score: float = 0.0  # the detector's confidence
 
     @property
     def side(self) -> float:
@@ -71,6 +75,14 @@ class _Rect:
     @property
     def centre(self) -> tuple[float, float]:
         return (self.left + self.right) / 2, (self.top + self.bottom) / 2
+
+
+def _main_face(found: list[_Rect]) -> _Rect:
+    """The largest confidently detected face, or the most confident one when none is sure."""
+    confident = [r for r in found if r.score >= _CONFIDENT_SCORE]
+    if confident:
+        return max(confident, key=lambda r: r.area)
+    return max(found, key=lambda r: r.score)
 
 
 def predictor_path() -> Path:
@@ -105,7 +117,7 @@ def _check_frame(frame: np.ndarray) -> None:
 
 
 class FaceLandmarker:
-    """Finds the largest face in BGR frames and returns its 68 landmarks.
+    """Finds the main face (the largest confident one) in BGR frames; returns its 68 landmarks.
 
     ``detect`` looks at one image on its own; ``track`` remembers the face between calls (for
     the frames of one video, in order) and is several times faster. ``reset`` forgets it.
@@ -137,7 +149,7 @@ class FaceLandmarker:
         self._since_full = 0
 
     def detect(self, frame: np.ndarray) -> np.ndarray | None:
-        """The largest face's 68 points, float32 [68, 2] full-frame pixels, or None."""
+        """The main face's 68 points, float32 [68, 2] full-frame pixels, or None."""
         _check_frame(frame)
         rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
         rect = self._search_full(rgb)
@@ -156,7 +168,11 @@ class FaceLandmarker:
                 # in the background; a look at the whole frame brings it back to the main face.
                 self._since_full = 0
                 largest = self._search_full(rgb, upsample=False)
-                if largest is not None and largest.area > _SWITCH_AREA * rect.area:
+                if (
+                    largest is not None
+                    and largest.score >= _CONFIDENT_SCORE
+                    and largest.area > _SWITCH_AREA * rect.area
+                ):
                     rect = largest
         if rect is None:
             rect = self._search_full(rgb)
@@ -167,8 +183,11 @@ class FaceLandmarker:
     # ----------------------------------------------------------------------------------------
 
     def _run(self, image: np.ndarray, upsample: int) -> list[_Rect]:
-        rects, _, _ = self._detector.run(image, upsample, 0.0)
-        return [_Rect(r.left(), r.top(), r.right() + 1, r.bottom() + 1) for r in rects]
+        rects, scores, _ = self._detector.run(image, upsample, 0.0)
+        return [
+            _Rect(r.left(), r.top(), r.right() + 1, r.bottom() + 1, float(score))
+            for r, score in zip(rects, scores, strict=True)
+        ]
 
     def _search_full(self, rgb: np.ndarray, upsample: bool = True) -> _Rect | None:
         height, width = rgb.shape[:2]
@@ -182,8 +201,10 @@ class FaceLandmarker:
             found = self._run(small, 1)
         if not found:
             return None
-        best = max(found, key=lambda r: r.area)
-        return _Rect(best.left / scale, best.top / scale, best.right / scale, best.bottom / scale)
+        best = _main_face(found)
+        return _Rect(
+            best.left / scale, best.top / scale, best.right / scale, best.bottom / scale, best.score
+        )
 
     def _search_near(self, rgb: np.ndarray, previous: _Rect) -> _Rect | None:
         height, width = rgb.shape[:2]
@@ -232,7 +253,7 @@ def _shared() -> FaceLandmarker:
 
 
 def detect(frame: np.ndarray) -> np.ndarray | None:
-    """The largest face's 68 points in one BGR frame (float32 [68, 2] pixels), or None."""
+    """The main face's 68 points in one BGR frame (float32 [68, 2] pixels), or None."""
     return _shared().detect(frame)
 
 
