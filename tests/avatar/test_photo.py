@@ -169,3 +169,14 @@ def test_a_talking_video_matches_its_sound(portrait: np.ndarray, tmp_path) -> No
     # The picture follows the ground truth: darker mouths where it is open.
     dark = [(cv2.cvtColor(f, cv2.COLOR_BGR2GRAY)[MOUTH] < 70).sum() for f in frames]
     assert np.corrcoef(dark, opening)[0, 1] > 0.7
+
+
+def test_a_held_out_tail_follows_the_training_speech() -> None:
+    from lipstream.avatar.photo import talking_speech
+
+    speech = talking_speech(
+        ["Hello there."], 1.0, tail_sentences=["Goodbye now."], tail_seconds=1.0
+    )
+    assert speech.duration >= 2.0
+    with pytest.raises(InvalidInput, match="tail_seconds needs tail_sentences"):
+        talking_speech(["Hello there."], 1.0, tail_seconds=1.0)

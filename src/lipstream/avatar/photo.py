@@ -673,25 +673,38 @@ class TalkingVideo:
     seconds: float
 
 
-def talking_speech(sentences: Sequence[str], seconds: float, seed: int = 0) -> tts.Speech:
-    """At least ``seconds`` of speech: the sentences in shuffled order, with pauses between."""
+def talking_speech(
+    sentences: Sequence[str],
+    seconds: float,
+    seed: int = 0,
+    tail_sentences: Sequence[str] = (),
+    tail_seconds: float = 0.0,
+) -> tts.Speech:
+    """At least ``seconds`` of speech: the sentences in shuffled order, with pauses between.
+
+    With ``tail_sentences``, at least ``tail_seconds`` more follow made of those alone, so the
+    end of the clip holds sentences heard nowhere before it (a fair held-out test).
+    """
     if not sentences:
         raise InvalidInput("at least one sentence is needed to make the avatar talk")
     if not 0 < seconds <= 3600:
         raise InvalidInput(f"seconds must be within (0, 3600], got {seconds}")
+    if tail_seconds and not tail_sentences:
+        raise InvalidInput("tail_seconds needs tail_sentences to speak")
     rng = np.random.default_rng(seed)
     rate = tts.sample_rate()
     # Start and end in silence so the first and last frames show the mouth at rest.
     parts = [tts.silence(0.6, rate)]
-    total = parts[0].duration
-    order: list[str] = []
-    while total < seconds:
-        if not order:
-            order = [sentences[i] for i in rng.permutation(len(sentences))]
-        speech = tts.synthesize(order.pop(), length_scale=float(rng.uniform(0.92, 1.12)))
-        pause = tts.silence(float(rng.uniform(0.35, 1.0)), rate)
-        parts += [speech, pause]
-        total += speech.duration + pause.duration
+    for pool, target in ((sentences, seconds), (tail_sentences, seconds + tail_seconds)):
+        total = sum(p.duration for p in parts)
+        order: list[str] = []
+        while total < target:
+            if not order:
+                order = [pool[i] for i in rng.permutation(len(pool))]
+            speech = tts.synthesize(order.pop(), length_scale=float(rng.uniform(0.92, 1.12)))
+            pause = tts.silence(float(rng.uniform(0.35, 1.0)), rate)
+            parts += [speech, pause]
+            total += speech.duration + pause.duration
     return tts.concatenate(parts)
 
 
@@ -703,17 +716,20 @@ def render_talking_video(
     seconds: float = 180.0,
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
+    tail_sentences: Sequence[str] = (),
+    tail_seconds: float = 0.0,
 ) -> TalkingVideo:
     """Make ``photo`` speak for about ``seconds`` and write it as a 25 fps MP4 with sound.
 
     Beside ``out_path`` (``talk.mp4``) go ``talk.opening.npy``, the mouth opening of every frame
     as ``lipstream.avatar.landmarks.mouth_opening`` measures it on the moved landmarks (the
     ground truth for judging a model trained on the video), and ``talk.landmarks.npy``.
-    ``progress(done, total)`` is called after each frame.
+    ``progress(done, total)`` is called after each frame. ``tail_sentences`` and
+    ``tail_seconds`` end the clip with sentences spoken nowhere before (see ``talking_speech``).
     """
     out_path = Path(out_path)
     rig = FaceRig.build(photo, points68)  # fail on a bad photo before spending time on speech
-    speech = talking_speech(sentences, seconds, seed)
+    speech = talking_speech(sentences, seconds, seed, tail_sentences, tail_seconds)
     rate = speech.audio.sample_rate
     n_frames = visemes.frame_count(speech.duration)
     # The sound is padded to exactly n_frames * 40 ms, so picture and sound end together.
