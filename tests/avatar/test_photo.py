@@ -173,7 +173,7 @@ def test_a_talking_video_matches_its_sound(portrait: np.ndarray, tmp_path) -> No
 
 def test_a_held_out_tail_follows_the_training_speech() -> None:
     pytest.importorskip("piper")
-    
+
     speech = ph.talking_speech(
         ["Hello there."], 1.0, tail_sentences=["Goodbye now."], tail_seconds=1.0
     )
