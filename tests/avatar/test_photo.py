@@ -180,3 +180,16 @@ def test_a_held_out_tail_follows_the_training_speech() -> None:
     assert speech.duration >= 2.0
     with pytest.raises(InvalidInput, match="tail_seconds needs tail_sentences"):
         ph.talking_speech(["Hello there."], 1.0, tail_seconds=1.0)
+
+
+def test_idle_video_keeps_the_mouth_at_rest_but_moves(tmp_path, portrait) -> None:
+    from lipstream.video import read_video_frames
+
+    clip = ph.render_idle_video(portrait, ASTRONAUT_POINTS, tmp_path / "idle.mp4", seconds=4.0)
+    assert clip.frames == 100
+    opening = np.load(clip.opening)
+    assert opening.max() - opening.min() < 0.02  # no talking
+    frames = list(read_video_frames(clip.video))
+    assert len(frames) == 100
+    moved = max(np.abs(f.astype(int) - frames[0].astype(int)).mean() for f in frames)
+    assert moved > 0.5  # blinks and sway: not a still

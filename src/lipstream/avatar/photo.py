@@ -29,6 +29,8 @@ from lipstream.avatar.landmarks import mouth_opening
 from lipstream.errors import InvalidInput
 from lipstream.video import Mp4Writer
 
+# The rate of the silent track of idle clips (any rate works; this one is cheap to encode).
+AUDIO_RATE = 16000
 FPS = visemes.FPS
 
 # Landmark groups of the iBUG 68-point layout.
@@ -739,10 +741,38 @@ def render_talking_video(
 
     track = visemes.mouth_track(speech.phonemes, n_frames)
     idle = idle_motion(n_frames, visemes.opening(track), seed=seed)
+    return _render_clip(rig, track, idle, audio, out_path, progress)
+
+
+def render_idle_video(
+    photo: np.ndarray, points68: np.ndarray, out_path: str | Path, seconds: float = 10.0, seed=0
+) -> TalkingVideo:
+    """The portrait at rest (mouth closed) with blinks and head sway: the avatar's own video.
+
+    It is what the browser plays while nobody speaks, and the frames the model pastes mouths on.
+    """
+    if not 0 < seconds <= 600:
+        raise InvalidInput(f"seconds must be within (0, 600], got {seconds}")
+    rig = FaceRig.build(photo, points68)
+    n_frames = visemes.frame_count(seconds)
+    track = np.tile(np.asarray(visemes.REST, np.float32), (n_frames, 1))
+    audio = AudioChunk(np.zeros(n_frames * AUDIO_RATE // FPS, np.int16), AUDIO_RATE)
+    return _render_clip(rig, track, idle_motion(n_frames, seed=seed), audio, Path(out_path), None)
+
+
+def _render_clip(
+    rig: FaceRig,
+    track: np.ndarray,
+    idle: IdleMotion,
+    audio: AudioChunk,
+    out_path: Path,
+    progress: Callable[[int, int], None] | None,
+) -> TalkingVideo:
+    n_frames = len(track)
     height, width = rig.photo.shape[:2]
     opening = np.zeros(n_frames, np.float32)
     landmarks = np.zeros((n_frames, 68, 2), np.float32)
-    writer = Mp4Writer(out_path, width, height, FPS, audio_rate=rate)
+    writer = Mp4Writer(out_path, width, height, FPS, audio_rate=audio.sample_rate)
     try:
         for k in range(n_frames):
             frame, points = rig.render(idle.pose(k, track[k]))
