@@ -15,6 +15,10 @@ COMMAND_MODULES: list[str] = [
     "lipstream.render",
     "lipstream.avatar.commands",
 ]
+# Modules that need an optional extra: (module, the extra that provides it, its subcommands).
+OPTIONAL_COMMAND_MODULES: list[tuple[str, str, tuple[str, ...]]] = [
+    ("lipstream.avatar.train", "torch", ("train",)),
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,7 +26,28 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
+    for name, extra, commands in OPTIONAL_COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            for command in commands:
+                _register_missing(subparsers, command, extra, exc.name or "a dependency")
+        else:
+            module.register(subparsers)
     return parser
+
+
+def _register_missing(subparsers, command: str, extra: str, missing: str) -> None:
+    """A subcommand that explains which extra to install instead of failing obscurely."""
+    message = f"needs {missing}: pip install 'lipstream[{extra}]'"
+
+    def explain(args: argparse.Namespace) -> int:
+        print(f"lipstream {command}: {message}", file=sys.stderr)
+        return 2
+
+    p = subparsers.add_parser(command, help=f"(unavailable: {message})", add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=explain)
 
 
 def main(argv: list[str] | None = None) -> int:

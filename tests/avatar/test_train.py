@@ -1,0 +1,176 @@
+"""Training: features on the serving timeline, a loss that falls, checkpoints, resume, the
+package at the end, held-out frames kept out, and clear errors for broken datasets."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lipstream.audio.features import offline_features, torch_encoder
+from lipstream.avatar.evaluate import audio_features
+from lipstream.avatar.train import (
+    FrameSampler,
+    TrainConfig,
+    Trainer,
+    checkpoints,
+    load_training_data,
+    register,
+    train,
+)
+from lipstream.errors import InvalidInput
+from lipstream.model.audio_encoder import AudioEncoder
+from lipstream.model.package import load_package
+
+# small and short: the network still needs full 320x320 inputs. One thread: on a CPU shared
+# with other work, two threads wait on each other far more than they gain.
+FAST = {"width": 0.125, "batch_size": 1, "device": "cpu", "seed": 3, "threads": 1}
+
+
+def test_training_features_match_the_serving_timeline(fake_dataset) -> None:
+    data = load_training_data(fake_dataset.path)
+    encoder = AudioEncoder().eval()
+    served = offline_features(data.speech, torch_encoder(encoder))
+    frames = [0, 1, 7, 9, 20, fake_dataset.frame_count - 1]
+    with torch.no_grad():
+        trained = audio_features(encoder, torch.from_numpy(data.mel_windows), frames).numpy()
+    np.testing.assert_allclose(trained, served[frames], rtol=1e-4, atol=1e-5)
+    assert np.all(trained[0, :16] == 0)  # frame 0: the 8 rows before the start are zero
+
+
+def test_sampler_never_draws_held_out_frames() -> None:
+    sampler = FrameSampler(range(30), batch_size=8, seed=1)
+    for step in range(50):
+        targets, references = sampler.batch(step)
+        assert np.all(targets != references)  # the reference is always another frame
+    assert sampler.drawn <= set(range(30))
+    np.testing.assert_array_equal(sampler.batch(7)[0], FrameSampler(range(30), 8, 1).batch(7)[0])
+
+
+def test_a_few_steps_reduce_the_loss_on_a_fixed_batch(fake_dataset) -> None:
+    torch.set_num_threads(1)
+    trainer = Trainer(load_training_data(fake_dataset.path), TrainConfig(**FAST, lr=2e-3))
+    targets, references = [3, 17], [25, 8]
+
+    def fixed_batch_loss() -> float:
+        with torch.no_grad():
+            return float(trainer.loss(targets, references))
+
+    trainer.generator.train()
+    trainer.encoder.train()
+    before = fixed_batch_loss()
+    for _ in range(3):
+        trainer.train_step()
+    after = fixed_batch_loss()
+    assert after < 0.9 * before, (before, after)
+
+
+def test_train_writes_checkpoints_a_package_and_resumes(
+    fake_dataset, tmp_path: Path, measure_opening
+) -> None:
+    models, run = tmp_path / "models", tmp_path / "run"
+    config = TrainConfig(**FAST, steps=2, checkpoint_every=1)
+    result = train(
+        fake_dataset.path,
+        models,
+        "alice",
+        config,
+        run_dir=run,
+        progress=False,
+        measure_opening=measure_opening,
+    )
+    assert result.steps == 2
+    assert [step for step, _ in checkpoints(run)] == [1, 2]
+
+    # held-out frames (the last 10%) were never a target or a reference
+    assert result.held_out_frames == range(36, 40)
+    assert result.trained_frames and result.trained_frames.isdisjoint(result.held_out_frames)
+
+    package = load_package(models / "alice")
+    assert package.frame_count == fake_dataset.frame_count == 40
+    assert package.generator_width == 0.125
+    assert package.runtimes == ("pytorch",)
+    assert package.speech_path is not None
+    assert package.metrics["steps"] == 2
+    for key in (
+        "psnr_mouth_db",
+        "ssim_mouth",
+        "psnr_inner_db",
+        "psnr_mouth_cross_db",
+        "sync_frames",
+        "train_seconds",
+    ):
+        assert key in package.metrics
+    assert package.metrics["held_out_frames"] == 4
+    assert package.source["kind"] == "lipstream-train"
+    np.testing.assert_array_equal(package.bounds, load_training_data(fake_dataset.path).bounds)
+
+    # without --resume an existing run is refused, with it the step count goes on
+    with pytest.raises(InvalidInput, match="resume"):
+        train(fake_dataset.path, models, "alice", config, run_dir=run, force=True, progress=False)
+    resumed = train(
+        fake_dataset.path,
+        models,
+        "alice",
+        TrainConfig(**{**FAST, "steps": 3, "checkpoint_every": 1}),
+        run_dir=run,
+        resume=True,
+        force=True,
+        progress=False,
+        measure_opening=measure_opening,
+    )
+    assert resumed.steps == 3
+    assert [step for step, _ in checkpoints(run)] == [1, 2, 3]
+    assert load_package(models / "alice").metrics["steps"] == 3
+    info = json.loads((run / "checkpoints" / "step_3.json").read_text())
+    assert info["step"] == 3 and info["elapsed_s"] > 0
+
+
+def test_an_existing_package_is_refused_before_training(fake_dataset, tmp_path: Path) -> None:
+    (tmp_path / "models" / "alice").mkdir(parents=True)
+    with pytest.raises(Exception, match="already exists"):
+        train(fake_dataset.path, tmp_path / "models", "alice", TrainConfig(**FAST, steps=1))
+    assert not (fake_dataset.path / "training").exists()
+
+
+def test_missing_dataset_is_named(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInput, match="nowhere"):
+        train(tmp_path / "nowhere", tmp_path / "models", "x", TrainConfig(**FAST, steps=1))
+
+
+def test_dataset_without_speech_names_the_file(tmp_path: Path, make_fake_dataset) -> None:
+    dataset = make_fake_dataset(tmp_path, "mute", with_speech=False)
+    with pytest.raises(InvalidInput, match="speech.wav"):
+        load_training_data(dataset.path)
+
+
+def test_dataset_with_a_missing_crop_names_the_frame(fake_dataset, tmp_path: Path) -> None:
+    copy = tmp_path / "broken"
+    shutil.copytree(fake_dataset.path, copy)
+    (copy / "crops" / "000012.jpg").unlink()
+    with pytest.raises(InvalidInput, match=r"crop.*missing.*\[12\]"):
+        load_training_data(copy)
+
+
+def test_bad_config_names_the_field() -> None:
+    with pytest.raises(InvalidInput, match="held_out_fraction"):
+        TrainConfig(held_out_fraction=1.0)
+    with pytest.raises(ValueError, match="width"):
+        TrainConfig(width=0.0)
+
+
+def test_register_adds_the_train_command() -> None:
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(
+        ["train", "alice", "--steps", "50", "--width", "0.5", "--batch-size", "4", "--resume"]
+    )
+    assert (args.name, args.steps, args.width, args.batch_size) == ("alice", 50, 0.5, 4)
+    assert args.resume and not args.force
+    assert args.datasets_dir == Path("datasets") and args.models_dir == Path("models")
+    assert args.device == "auto" and callable(args.func)
