@@ -174,3 +174,24 @@ def test_register_adds_the_train_command() -> None:
     assert args.resume and not args.force
     assert args.datasets_dir == Path("datasets") and args.models_dir == Path("models")
     assert args.device == "auto" and callable(args.func)
+
+
+def test_package_can_show_another_clip_of_the_avatar(
+    fake_dataset, tmp_path: Path, make_fake_dataset
+) -> None:
+    idle = make_fake_dataset(tmp_path, "idle")
+    # a clip of the avatar with other boxes: the package must take them, not the training ones
+    manifest = json.loads((idle.path / "dataset.json").read_text())
+    manifest["bounds"] = [[x0 + 2, y0, x1 + 2, y1] for x0, y0, x1, y1 in manifest["bounds"]]
+    (idle.path / "dataset.json").write_text(json.dumps(manifest))
+    result = train(
+        fake_dataset.path,
+        tmp_path / "models",
+        "alice",
+        TrainConfig(**FAST, steps=1),
+        run_dir=tmp_path / "run",
+        progress=False,
+        avatar_frames=idle.path,
+    )
+    assert result.package.source["avatar_frames"] == str(idle.path)
+    np.testing.assert_array_equal(result.package.bounds, load_training_data(idle.path).bounds)

@@ -461,13 +461,15 @@ def train(
     force: bool = False,
     progress: bool = True,
     measure_opening: OpeningMeasure | None = None,
+    avatar_frames: str | Path | None = None,
 ) -> TrainResult:
     """Train on a dataset, evaluate on its held-out tail and write the package ``models_dir/name``.
 
     Checkpoints go to ``run_dir/checkpoints`` (default ``<dataset_dir>/training``). Without
     ``resume`` a run_dir that already holds checkpoints is refused; with it, training continues
     from the newest one up to ``config.steps``. ``measure_opening`` (default: the landmark
-    detector, when installed) measures mouth opening for the sync score.
+    detector, when installed) measures mouth opening for the sync score. ``avatar_frames``:
+    a dataset whose frames the package shows instead of the training dataset's own.
     """
     config = config or TrainConfig()
     dataset_dir = Path(dataset_dir)
@@ -497,7 +499,13 @@ def train(
     if measure_opening is None:
         measure_opening = default_opening_measure()
     package, metrics = write_package(
-        trainer, models_dir, name, force=force, measure_opening=measure_opening, final_loss=loss
+        trainer,
+        models_dir,
+        name,
+        force=force,
+        measure_opening=measure_opening,
+        final_loss=loss,
+        avatar_frames=avatar_frames,
     )
     return TrainResult(
         package=package,
@@ -546,46 +554,57 @@ def write_package(
     force: bool = False,
     measure_opening: OpeningMeasure | None = None,
     final_loss: float = float("nan"),
+    avatar_frames: str | Path | None = None,
+    float16: bool = False,
 ) -> tuple[ModelPackage, dict[str, float]]:
-    """Evaluate on the held-out frames and write the package: the dataset's frames, speech,
-    both networks' weights (PyTorch), the metrics and where it all came from."""
+    """Evaluate on the held-out frames and write the package: the avatar's frames, speech,
+    both networks' weights (PyTorch), the metrics and where it all came from.
+
+    The avatar's frames (what the browser plays and mouths are pasted on) are the training
+    dataset's, or those of the dataset at ``avatar_frames`` (a shorter clip, e.g. at rest).
+    """
     data = trainer.data
     held = set(trainer.held_out_frames)
     held_frames: list[np.ndarray] = []
-    with PackageWriter(models_dir, name, force=force) as writer:
+    if measure_opening is not None:
         for i, frame in enumerate(read_video_frames(data.video_path)):
-            if i >= data.frame_count:
-                raise InvalidInput(
-                    f"{data.video_path} has more frames than the dataset's {data.frame_count}"
-                )
-            writer.add_frame(frame, data.box(i), crop=data.crops[i])
-            if i in held and measure_opening is not None:
+            if i in held:
                 held_frames.append(frame)
-        if writer.frame_count != data.frame_count:
+    metrics = trainer.evaluate(
+        full_frames=held_frames if measure_opening is not None else None,
+        measure_opening=measure_opening,
+    )
+    metrics.update(
+        steps=float(trainer.step),
+        train_seconds=round(trainer.elapsed_s, 1),
+        final_loss=final_loss,
+        held_out_frames=float(len(trainer.held_out_frames)),
+    )
+    # a package holds finite numbers only: an undefined score (e.g. a constant track) is
+    # left out rather than written as NaN
+    metrics = {k: float(v) for k, v in metrics.items() if math.isfinite(v)}
+    frames = data if avatar_frames is None else load_training_data(avatar_frames)
+    with PackageWriter(models_dir, name, force=force) as writer:
+        for i, frame in enumerate(read_video_frames(frames.video_path)):
+            if i >= frames.frame_count:
+                raise InvalidInput(
+                    f"{frames.video_path} has more frames than its dataset's {frames.frame_count}"
+                )
+            writer.add_frame(frame, frames.box(i), crop=frames.crops[i])
+        if writer.frame_count != frames.frame_count:
             raise InvalidInput(
-                f"{data.video_path} has {writer.frame_count} frames, the dataset {data.frame_count}"
+                f"{frames.video_path} has {writer.frame_count} frames, its dataset "
+                f"{frames.frame_count}"
             )
         writer.add_speech(data.speech)
-        writer.add_weights("pytorch.generator", trainer.generator.state_dict())
-        writer.add_weights("pytorch.audio_encoder", trainer.encoder.state_dict())
-        metrics = trainer.evaluate(
-            full_frames=held_frames if measure_opening is not None else None,
-            measure_opening=measure_opening,
-        )
-        metrics.update(
-            steps=float(trainer.step),
-            train_seconds=round(trainer.elapsed_s, 1),
-            final_loss=final_loss,
-            held_out_frames=float(len(trainer.held_out_frames)),
-        )
-        # a package holds finite numbers only: an undefined score (e.g. a constant track) is
-        # left out rather than written as NaN
-        metrics = {k: float(v) for k, v in metrics.items() if math.isfinite(v)}
+        writer.add_weights("pytorch.generator", trainer.generator.state_dict(), float16=float16)
+        writer.add_weights("pytorch.audio_encoder", trainer.encoder.state_dict(), float16=float16)
         source = {
             "kind": "lipstream-train",
             "dataset": str(data.path),
             "dataset_name": data.name,
             "dataset_source": data.source,
+            "avatar_frames": str(frames.path),
             "config": dataclasses.asdict(trainer.config),
             "device": trainer.device.type,
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -638,6 +657,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         type=Path,
         help="where checkpoints go; default: <datasets-dir>/<name>/training",
     )
+    p.add_argument(
+        "--avatar-frames",
+        metavar="DATASET",
+        help="a dataset (under --datasets-dir) whose frames the package shows, e.g. a short "
+        "clip at rest; default: the training dataset's own frames",
+    )
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
     p.add_argument("--force", action="store_true", help="replace a package of the same name")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=defaults.device)
@@ -665,6 +690,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         resume=args.resume,
         force=args.force,
         progress=sys.stderr.isatty(),
+        avatar_frames=args.datasets_dir / args.avatar_frames if args.avatar_frames else None,
     )
     print(f"{result.package.name}: {result.steps} steps, package {result.package.path}")
     for key, value in sorted(result.metrics.items()):
