@@ -281,3 +281,11 @@ def test_list_packages_separates_valid_from_broken(package_copy):
     assert [p.name for p in scan.packages] == ["demo"]
     assert list(scan.errors) == ["broken"] and "crops/000000.jpg" in scan.errors["broken"]
     assert list_packages(models / "absent") == ((), {})
+
+
+def test_removing_a_runtime_family_keeps_the_package_valid(package_copy):
+    from lipstream.model.package_writer import remove_weights
+
+    with pytest.raises(PackageError, match="left without weights"):
+        remove_weights(package_copy, "pytorch")  # its only runtime
+    assert (package_copy / "generator.safetensors").is_file()

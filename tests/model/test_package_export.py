@@ -80,3 +80,15 @@ def test_render_writes_one_frame_per_40ms_with_the_speech(exported_package, tmp_
     assert frames[0].shape[:2] == (model.package.video_height, model.package.video_width)
     sound = read_audio_file(tmp_path / "out.mp4")
     assert abs(sound.duration - 1.0) < 0.05
+
+
+def test_a_serving_only_package_drops_pytorch_and_still_runs(exported_package, tmp_path):
+    from lipstream.model.package_writer import remove_weights
+
+    path = Path(shutil.copytree(exported_package, tmp_path / "slim"))
+    package = remove_weights(path, "pytorch")
+    assert package.runtimes == ("onnx",)
+    assert not (path / "generator.safetensors").exists()
+    model = open_model(path)
+    windows = np.zeros((1, 32, 16, 16), np.float32)
+    assert model.runtime.generate([0], windows).shape == (1, 320, 320, 3)

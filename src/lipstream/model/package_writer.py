@@ -345,3 +345,29 @@ def update_metrics(package_path: str | Path, metrics: Mapping[str, float]) -> Mo
         manifest.setdefault("metrics", {}).update(metrics)
 
     return _edit_manifest(Path(package_path).resolve(), edit)
+
+
+def remove_weights(package_path: str | Path, family: str) -> ModelPackage:
+    """Drop a runtime family's weights (e.g. ``pytorch`` from a serving-only package).
+
+    Refused when no other complete family would remain; the files go once the manifest no
+    longer names them.
+    """
+    root = Path(package_path).resolve()
+    package = load_package(root)
+    if family not in package.runtimes:
+        raise InvalidInput(f"model package {package.name} holds no complete {family} weights")
+    if len(package.runtimes) < 2:
+        raise PackageError(
+            f"model package {package.name} would be left without weights: {family} is its only "
+            "runtime"
+        )
+    files = [path for key, path in package.weight_files.items() if key.startswith(family + ".")]
+
+    def edit(manifest: dict[str, Any]) -> None:
+        manifest["weights"].pop(family, None)
+
+    updated = _edit_manifest(root, edit)
+    for path in files:
+        path.unlink(missing_ok=True)
+    return updated
