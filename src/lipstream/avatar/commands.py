@@ -13,7 +13,7 @@ from lipstream.errors import InvalidInput
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the ``build`` subcommand."""
+    """Add the ``build`` and ``avatar-from-photo`` subcommands."""
     p = subparsers.add_parser(
         "build",
         help="make an avatar's training dataset from a talking-head video",
@@ -34,6 +34,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="use only the first SECONDS of the video (default: all of it)",
     )
     p.set_defaults(func=_cmd_build)
+    _add_from_photo(subparsers)
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
@@ -89,3 +90,48 @@ def summary(dataset: object) -> str:
         "(inner-lip gap / eye distance)"
     )
     return "\n".join(lines)
+
+
+def _add_from_photo(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        "avatar-from-photo",
+        help="make a lip-sync avatar from one portrait (renders, trains and exports it)",
+    )
+    p.add_argument("photo", type=Path, help="a frontal portrait (JPEG, PNG, ...)")
+    p.add_argument("--name", required=True, help="avatar name (its dataset and package folders)")
+    p.add_argument("--datasets-dir", type=Path, default=Path("datasets"), help="default: datasets")
+    p.add_argument("--models-dir", type=Path, default=Path("models"), help="default: models")
+    p.add_argument(
+        "--seconds", type=float, default=180.0, help="speech to render for training (default 180)"
+    )
+    p.add_argument("--steps", type=int, default=2000, help="training steps (default 2000)")
+    p.add_argument("--width", type=float, default=0.25, help="generator width (default 0.25)")
+    p.add_argument("--batch-size", type=int, default=8, help="default: 8")
+    p.add_argument("--resume", action="store_true", help="reuse datasets and checkpoints")
+    p.add_argument("--force", action="store_true", help="replace an existing dataset or package")
+    p.add_argument(
+        "--serving-only", action="store_true", help="drop the PyTorch weights after export"
+    )
+    p.set_defaults(func=_cmd_from_photo)
+
+
+def _cmd_from_photo(args: argparse.Namespace) -> int:
+    from lipstream.avatar.from_photo import avatar_from_photo
+    from lipstream.avatar.train import TrainConfig
+    from lipstream.model.commands import summary as package_summary
+
+    config = TrainConfig(width=args.width, steps=args.steps, batch_size=args.batch_size)
+    package = avatar_from_photo(
+        args.photo,
+        args.name,
+        datasets_dir=args.datasets_dir,
+        models_dir=args.models_dir,
+        seconds=args.seconds,
+        config=config,
+        resume=args.resume,
+        force=args.force,
+        serving_only=args.serving_only,
+        progress=sys.stderr.isatty(),
+    )
+    print(package_summary(package))
+    return 0

@@ -107,3 +107,66 @@ def _bar(description: str, enabled: bool):
             bar.close()
 
     return update
+
+
+def idle_dataset_name(name: str) -> str:
+    """The dataset of an avatar's idle clip, beside its training dataset."""
+    return f"{name}-idle"
+
+
+def avatar_from_photo(
+    photo_path: str | Path,
+    name: str,
+    *,
+    datasets_dir: str | Path = "datasets",
+    models_dir: str | Path = "models",
+    seconds: float = 180.0,
+    idle_seconds: float = 10.0,
+    config=None,
+    resume: bool = False,
+    force: bool = False,
+    serving_only: bool = False,
+    progress: bool = True,
+):
+    """The whole pipeline: clips, datasets, training, package, ONNX export; the package.
+
+    With ``resume``, existing datasets are reused and training continues from its newest
+    checkpoint. ``serving_only`` drops the PyTorch weights after export (a smaller package
+    that ONNX Runtime serves; it can no longer be re-exported).
+    """
+    from lipstream.avatar.dataset import build_dataset
+    from lipstream.avatar.train import train
+    from lipstream.model.package import check_name
+    from lipstream.model.package_export import export_package
+    from lipstream.model.package_writer import remove_weights
+
+    check_name(name)
+    datasets = Path(datasets_dir)
+    dataset = datasets / name
+    if not (resume and dataset.is_dir()):
+        make_photo_dataset(
+            photo_path,
+            name,
+            datasets,
+            seconds=seconds,
+            idle_seconds=idle_seconds,
+            force=force,
+            progress=progress,
+        )
+    idle = datasets / idle_dataset_name(name)
+    if not (resume and idle.is_dir()):
+        build_dataset(dataset / IDLE_VIDEO, idle.name, datasets, progress, force=True)
+    result = train(
+        dataset,
+        models_dir,
+        name,
+        config,
+        resume=resume,
+        force=force or resume,
+        progress=progress,
+        avatar_frames=idle,
+    )
+    package = export_package(result.package.path)
+    if serving_only:
+        package = remove_weights(package.path, "pytorch")
+    return package
