@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from lipstream.errors import InvalidInput
+from lipstream.errors import InvalidInput, PackageError
 
 RUNTIMES = ("torch", "onnx-fp32", "onnx-int8")
 DEFAULT_WIDTHS = (1.0, 0.5, 0.25)
@@ -271,11 +271,8 @@ def bench_model(
         log("")
     timings: list[Timing] = []
     if package is not None:
-        state, crops, audio = package_inputs(package)
-        if log:
-            log(f"package {package}: its own weights and crops; int8 calibrated on them")
-            log(header())
-        timings += bench_generator(state, crops, audio, runtimes, batch, seconds, log)
+        crops, package_timings = bench_package(package, runtimes, batch, seconds, log)
+        timings += package_timings
     else:
         crops, audio = synthetic_crops(16), synthetic_audio(16)
         if log:
@@ -293,19 +290,38 @@ def bench_model(
     return {"machine": machine, "timings": timings, "jpeg_ms": jpeg}
 
 
-def package_inputs(path: str | Path) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
-    """(generator state_dict, inner crops [F,320,320,3], calibration audio) of a model package."""
-    from lipstream.errors import PackageError
-    from lipstream.model.checkpoint import read_state_dict
+def bench_package(
+    path: str | Path,
+    runtimes: Sequence[str] = RUNTIMES,
+    batch: int = 5,
+    seconds: float = 5.0,
+    log: Callable[[str], None] | None = None,
+) -> tuple[np.ndarray, list[Timing]]:
+    """Timings of the runtimes a package ships (its own exported files), and its crops."""
+    from lipstream.model.engine import open_model, resolve_runtime
     from lipstream.model.package import load_package
 
     pkg = load_package(path)
-    weights = pkg.weights("pytorch.generator")
-    if weights is None:
-        raise PackageError(f"package {path} holds no PyTorch generator weights to benchmark")
+    kinds = []
+    for kind in runtimes:
+        try:
+            kinds.append(resolve_runtime(pkg, kind))
+        except PackageError:
+            if log:
+                log(f"package {pkg.name} ships no {kind} weights: skipped")
+    if log:
+        log(f"package {pkg.name}: the weights and crops it ships")
+        log(header())
+    results: list[Timing] = []
     crops = pkg.load_inner_crops()
-    # Stand-in audio until packages carry calibration features of their own.
-    return read_state_dict(weights), crops, synthetic_audio(min(len(crops), 16))
+    for kind in kinds:
+        runtime = open_model(pkg, kind).runtime
+        for b in sorted({1, batch}):
+            timing = time_runtime(runtime, b, seconds, pkg.frame_count)
+            results.append(timing)
+            if log:
+                log(format_row(timing))
+    return crops, results
 
 
 def header() -> str:

@@ -92,3 +92,19 @@ def test_a_serving_only_package_drops_pytorch_and_still_runs(exported_package, t
     model = open_model(path)
     windows = np.zeros((1, 32, 16, 16), np.float32)
     assert model.runtime.generate([0], windows).shape == (1, 320, 320, 3)
+
+
+def test_bench_times_the_runtimes_a_package_ships(exported_package):
+    from lipstream.bench import bench_package
+
+    lines: list[str] = []
+    _, timings = bench_package(
+        exported_package, ("onnx-int8", "torch"), batch=2, seconds=0.1, log=lines.append
+    )
+    assert {(t.runtime, t.batch) for t in timings} == {
+        ("onnx-int8", 1),
+        ("onnx-int8", 2),
+        ("torch-fp32", 1),
+        ("torch-fp32", 2),
+    }
+    assert all(t.median_ms > 0 for t in timings)
