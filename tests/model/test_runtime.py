@@ -127,8 +127,16 @@ def test_serving_needs_no_torch(generate_onnx, tmp_path):
     """The ONNX runtime imports and runs in a process where torch cannot be imported."""
     script = textwrap.dedent(
         f"""
+        import importlib.abc
         import sys
-        sys.modules["torch"] = None  # any "import torch" now fails
+
+        class NoTorch(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name == "torch" or name.startswith("torch."):
+                    raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+                return None
+
+        sys.meta_path.insert(0, NoTorch())  # any "import torch" now fails, as when absent
         import numpy as np
         from lipstream.model.runtime import OnnxRuntime
         crops = np.zeros((2, 320, 320, 3), np.uint8)

@@ -27,11 +27,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-IMAGE_SIZE = 320
-# SyncTalk_2D masks the crop with cv2.rectangle(img, (5, 5, 310, 305), 0, -1): x, y, width, height
-# filled, i.e. rows 5..309 and columns 5..314 inclusive.
-MASK_ROWS = (5, 310)
-MASK_COLS = (5, 315)
+from lipstream.geometry import MASK
+from lipstream.geometry import NETWORK_SIZE as IMAGE_SIZE
+
 OPSET = 17
 
 # Names of the graph inputs and outputs every runtime relies on.
@@ -52,7 +50,7 @@ META_PRECISION = "lipstream.precision"
 def inference_mask() -> np.ndarray:
     """1 where the masked copy keeps the crop, 0 inside the mask rectangle; float32 [320,320]."""
     keep = np.ones((IMAGE_SIZE, IMAGE_SIZE), np.float32)
-    keep[MASK_ROWS[0] : MASK_ROWS[1], MASK_COLS[0] : MASK_COLS[1]] = 0.0
+    keep[MASK.rows, MASK.cols] = 0.0
     return keep
 
 

@@ -17,14 +17,14 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from lipstream.audio.features import FRAME_FEATURE_SHAPE as AUDIO_WINDOW_SHAPE
+from lipstream.audio.mel import N_MELS
+from lipstream.audio.timeline import FEATURE_SIZE, MEL_WINDOW_FRAMES
 from lipstream.errors import InvalidInput
+from lipstream.geometry import MASK
+from lipstream.geometry import NETWORK_SIZE as IMAGE_SIZE
 
-IMAGE_SIZE = 320
-AUDIO_WINDOW_SHAPE = (32, 16, 16)
-MEL_WINDOW_SHAPE = (1, 80, 16)
-FEATURE_SIZE = 512
-# rows 5..309 and columns 5..314 inclusive are zeroed in the masked copy (cv2.rectangle x,y,w,h)
-_MASK = (slice(5, 310), slice(5, 315))
+MEL_WINDOW_SHAPE = (1, N_MELS, MEL_WINDOW_FRAMES)
 
 
 @runtime_checkable
@@ -321,7 +321,7 @@ class TorchRuntime:
         self._net = net.eval().to(self.device, memory_format=torch.channels_last)
         self._crops = torch.from_numpy(crops).to(self.device)
         keep = torch.ones(1, 1, IMAGE_SIZE, IMAGE_SIZE, device=self.device)
-        keep[:, :, _MASK[0], _MASK[1]] = 0
+        keep[:, :, MASK.rows, MASK.cols] = 0
         self._keep = keep
         self._torch = torch
 
