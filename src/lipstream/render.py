@@ -11,6 +11,8 @@ from tqdm import tqdm
 
 from lipstream.audio.features import offline_features
 from lipstream.audio.files import read_audio_file
+from lipstream.audio.pcm import AudioChunk
+from lipstream.audio.resample import resample
 from lipstream.errors import PackageError
 from lipstream.geometry import paste_prediction
 from lipstream.model.engine import RUNTIME_CHOICES, AvatarModel, open_model
@@ -32,10 +34,23 @@ def _video_frames(model: AvatarModel) -> list[np.ndarray]:
 
 
 def render(
-    audio_path: str | Path, model: AvatarModel, out_path: str | Path, progress: bool = False
+    audio: str | Path | AudioChunk,
+    model: AvatarModel,
+    out_path: str | Path,
+    progress: bool = False,
 ) -> int:
-    """Write ``out_path`` (MP4 with the speech as sound) and return the number of frames."""
-    speech = read_audio_file(audio_path, sample_rate=SAMPLE_RATE)
+    """Write ``out_path`` (MP4 with the speech as sound) and return the number of frames.
+
+    ``audio`` is a file (any format FFmpeg reads) or speech already in memory.
+    """
+    if isinstance(audio, AudioChunk):
+        speech = audio
+        if speech.sample_rate != SAMPLE_RATE:
+            speech = AudioChunk.from_float(
+                resample(speech, speech.sample_rate, SAMPLE_RATE), SAMPLE_RATE
+            )
+    else:
+        speech = read_audio_file(audio, sample_rate=SAMPLE_RATE)
     features = offline_features(speech, model.encoder)
     frames = _video_frames(model)
     pkg = model.package
@@ -62,7 +77,11 @@ def render(
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``render`` subcommand."""
     p = subparsers.add_parser("render", help="lip-sync an audio file into an avatar video")
-    p.add_argument("audio", type=Path, help="speech (wav, mp3, ogg, or any video with sound)")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "audio", type=Path, nargs="?", help="speech (wav, mp3, ogg, or any video with sound)"
+    )
+    source.add_argument("--text", help="say this instead, with the offline voice")
     p.add_argument("--model", required=True, type=Path, help="model package folder")
     p.add_argument("-o", "--out", required=True, type=Path, help="output .mp4")
     p.add_argument("--runtime", choices=RUNTIME_CHOICES, default="auto")
@@ -72,6 +91,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def _cmd_render(args: argparse.Namespace) -> int:
     model = open_model(args.model, args.runtime, args.device)
-    count = render(args.audio, model, args.out, progress=sys.stderr.isatty())
+    audio: Path | AudioChunk = args.audio
+    if args.text is not None:
+        from lipstream.avatar.tts import synthesize  # names the packages missing, if any
+
+        audio = synthesize(args.text).audio
+    count = render(audio, model, args.out, progress=sys.stderr.isatty())
     print(f"wrote {args.out}: {count} frames ({count / model.package.fps:.2f} s), {model.kind}")
     return 0
