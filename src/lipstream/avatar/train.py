@@ -59,6 +59,8 @@ from lipstream.model.package_writer import PackageWriter
 from lipstream.video import read_video_frames
 
 CHECKPOINTS_DIR = "checkpoints"
+# Seconds of the training speech a package ships for int8 calibration.
+CALIBRATION_SECONDS = 30
 _CHECKPOINT_RE = re.compile(r"^step_(\d+)\.safetensors$")
 _GENERATOR_PREFIX = "generator/"
 _ENCODER_PREFIX = "encoder/"
@@ -596,7 +598,9 @@ def write_package(
                 f"{frames.video_path} has {writer.frame_count} frames, its dataset "
                 f"{frames.frame_count}"
             )
-        writer.add_speech(data.speech)
+        # some of the avatar's speech, for int8 calibration: enough for it, small to ship
+        calibration = data.speech.samples[: CALIBRATION_SECONDS * data.speech.sample_rate]
+        writer.add_speech(AudioChunk(calibration, data.speech.sample_rate))
         writer.add_weights("pytorch.generator", trainer.generator.state_dict(), float16=float16)
         writer.add_weights("pytorch.audio_encoder", trainer.encoder.state_dict(), float16=float16)
         source = {
