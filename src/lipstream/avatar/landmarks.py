@@ -49,9 +49,10 @@ _TRACK_FACE_SIDE = 120.0
 _TRACK_MARGIN = 0.6
 # A face found by a full-frame look takes over the track when it is this much larger.
 _SWITCH_AREA = 1.5
-# Detector scores at or above this are faces for sure; below, texture that looks like one (a
-# patterned shirt can score 0.07 while a real face scores above 1).
-_CONFIDENT_SCORE = 0.5
+# A detection scoring this much below the best one in the frame is texture that looks like a
+# face (a patterned suit scores 0.05 beside a real face's 1.6), not a face. Real faces can score
+# low too (a half-turned head at 0.02 beside a background face at 0.9): the margin keeps them.
+_SCORE_MARGIN = 1.0
 
 
 @dataclass(frozen=True)
@@ -78,11 +79,9 @@ class _Rect:
 
 
 def _main_face(found: list[_Rect]) -> _Rect:
-    """The largest confidently detected face, or the most confident one when none is sure."""
-    confident = [r for r in found if r.score >= _CONFIDENT_SCORE]
-    if confident:
-        return max(confident, key=lambda r: r.area)
-    return max(found, key=lambda r: r.score)
+    """The largest detection among those scoring within ``_SCORE_MARGIN`` of the best."""
+    best = max(r.score for r in found)
+    return max((r for r in found if r.score >= best - _SCORE_MARGIN), key=lambda r: r.area)
 
 
 def predictor_path() -> Path:
@@ -117,7 +116,7 @@ def _check_frame(frame: np.ndarray) -> None:
 
 
 class FaceLandmarker:
-    """Finds the main face (the largest confident one) in BGR frames; returns its 68 landmarks.
+    """Finds the main face (the largest real one) in BGR frames and returns its 68 landmarks.
 
     ``detect`` looks at one image on its own; ``track`` remembers the face between calls (for
     the frames of one video, in order) and is several times faster. ``reset`` forgets it.
@@ -168,11 +167,7 @@ class FaceLandmarker:
                 # in the background; a look at the whole frame brings it back to the main face.
                 self._since_full = 0
                 largest = self._search_full(rgb, upsample=False)
-                if (
-                    largest is not None
-                    and largest.score >= _CONFIDENT_SCORE
-                    and largest.area > _SWITCH_AREA * rect.area
-                ):
+                if largest is not None and largest.area > _SWITCH_AREA * rect.area:
                     rect = largest
         if rect is None:
             rect = self._search_full(rgb)
