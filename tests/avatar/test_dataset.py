@@ -298,3 +298,26 @@ def test_build_command(megamind: Path, tmp_path: Path, capsys: pytest.CaptureFix
     assert run_build([*argv[:-1], "0.6", "--force"]) == 0
     assert load_dataset(datasets / "clip").frame_count == 13
     assert sorted(p.name for p in datasets.iterdir()) == ["clip"]
+
+
+def test_a_real_video_trains_into_a_package_that_renders(built: Path, tmp_path: Path) -> None:
+    """build -> train -> export -> render, end to end on a real talking-head video."""
+    from lipstream.avatar.train import TrainConfig, train
+    from lipstream.model.engine import open_model
+    from lipstream.model.package_export import export_package
+    from lipstream.render import render
+
+    result = train(
+        built,
+        tmp_path / "models",
+        "megamind",
+        TrainConfig(width=0.125, steps=2, batch_size=2, threads=1),
+        run_dir=tmp_path / "run",
+        progress=False,
+    )
+    assert result.package.frame_count == load_dataset(built).frame_count
+    assert "psnr_mouth_db" in result.package.metrics
+    package = export_package(result.package.path)
+    assert package.weights("onnx.generator_int8") is not None
+    count = render(package.speech_path, open_model(package), tmp_path / "talk.mp4")
+    assert len(list(read_video_frames(tmp_path / "talk.mp4"))) == count > 0
