@@ -16,8 +16,12 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# Until the streaming servers exist: list the avatars and make the demo avatar speak into a video.
 run: setup
 	$(VENV)/bin/lipstream models
+	mkdir -p out
+	$(VENV)/bin/lipstream render --model models/demo -o out/hello.mp4 \
+	  --text "Hello! I am the lipstream demo avatar. My lips follow the words I say."
 
 # Debian packages the tests read: a real talking-head video with speech (opencv-doc).
 TEST_DEBS  := /usr/share/doc/opencv-doc/examples/data/Megamind.avi
