@@ -172,7 +172,9 @@ def build_runtimes(
         raise InvalidInput(f"unknown runtime(s) {unknown}; choose from {list(RUNTIMES)}")
     workdir = Path(workdir)
     out: list[Any] = []
-    net = _generator(generator_state)
+    from lipstream.model.synctalk2d import generator_from_state
+
+    net = generator_from_state(generator_state, "generator weights")
     tag = f"w{net.cfg.width:g}"
     if "onnx-fp32" in runtimes or "onnx-int8" in runtimes:
         from lipstream.model.export import export_generator, export_generator_network
@@ -197,16 +199,6 @@ def build_runtimes(
 
 def _family(name: str) -> str:
     return "torch" if name.startswith("torch") else name.removesuffix("-cuda")
-
-
-def _generator(state: Mapping[str, Any]):
-    from lipstream.model.checkpoint import load_strict
-    from lipstream.model.network import Generator, GeneratorConfig
-    from lipstream.model.synctalk2d import generator_width
-
-    net = Generator(GeneratorConfig(width=generator_width(dict(state))))
-    load_strict(net, state, "generator weights")
-    return net.eval()
 
 
 def bench_generator(

@@ -300,19 +300,14 @@ class TorchRuntime:
     def __init__(self, generator: Any, crops320: np.ndarray, device: str = "auto") -> None:
         import torch
 
-        from lipstream.model.network import Generator, GeneratorConfig
+        from lipstream.model.synctalk2d import generator_from_state
 
         crops = check_crops(crops320)
         net: Any
         if isinstance(generator, torch.nn.Module):
             net = generator
         else:
-            from lipstream.model.checkpoint import load_strict
-            from lipstream.model.synctalk2d import generator_width
-
-            state = dict(generator)
-            net = Generator(GeneratorConfig(width=generator_width(state)))
-            load_strict(net, state, "generator state_dict")
+            net = generator_from_state(generator, "generator state_dict")
         self.device = _torch_device(device)
         self.width = float(net.cfg.width)
         self._cuda = self.device.type == "cuda"
@@ -358,19 +353,12 @@ class TorchAudioEncoder:
     def __init__(self, encoder: Any, device: str = "auto") -> None:
         import torch
 
-        from lipstream.model.audio_encoder import AudioEncoder
+        from lipstream.model.synctalk2d import audio_encoder_from_state
 
         if isinstance(encoder, torch.nn.Module):
             net = encoder
         else:
-            from lipstream.model.checkpoint import load_strict
-
-            state = {
-                (k if k.startswith("audio_encoder.") else "audio_encoder." + k): v
-                for k, v in dict(encoder).items()
-            }
-            net = AudioEncoder()
-            load_strict(net, state, "audio encoder state_dict")
+            net = audio_encoder_from_state(encoder, "audio encoder state_dict")
         self.device = _torch_device(device)
         self._net = net.eval().to(self.device)
         self.name = f"torch-audio-encoder-{self.device.type}"

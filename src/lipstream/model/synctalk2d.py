@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+
+import torch
 
 from lipstream.errors import CheckpointError
 from lipstream.model.audio_encoder import AudioEncoder
@@ -20,20 +23,29 @@ def generator_width(state: dict) -> float:
     return int(state[_WIDTH_PROBE].shape[0]) / 32.0
 
 
-def load_generator(path: str | Path) -> Generator:
-    """A generator in eval mode from a SyncTalk_2D (or lipstream) checkpoint; width inferred."""
-    state = read_state_dict(path)
+def generator_from_state(state: Mapping[str, torch.Tensor], source: str) -> Generator:
+    """A generator in eval mode holding ``state``; its width is read from the shapes."""
+    state = dict(state)
     net = Generator(GeneratorConfig(width=generator_width(state)))
-    load_strict(net, state, str(path))
+    load_strict(net, state, source)
     return net.eval()
 
 
-def load_audio_encoder(path: str | Path) -> AudioEncoder:
-    """The AVE audio encoder in eval mode; accepts keys with or without the module prefix."""
-    state = read_state_dict(path)
+def audio_encoder_from_state(state: Mapping[str, torch.Tensor], source: str) -> AudioEncoder:
+    """The AVE audio encoder in eval mode; keys with or without the module prefix."""
     state = {
         (k if k.startswith(_ENCODER_PREFIX) else _ENCODER_PREFIX + k): v for k, v in state.items()
     }
     net = AudioEncoder()
-    load_strict(net, state, str(path))
+    load_strict(net, state, source)
     return net.eval()
+
+
+def load_generator(path: str | Path) -> Generator:
+    """A generator in eval mode from a SyncTalk_2D (or lipstream) checkpoint; width inferred."""
+    return generator_from_state(read_state_dict(path), str(path))
+
+
+def load_audio_encoder(path: str | Path) -> AudioEncoder:
+    """The AVE audio encoder in eval mode; accepts keys with or without the module prefix."""
+    return audio_encoder_from_state(read_state_dict(path), str(path))
