@@ -13,13 +13,13 @@ from lipstream.audio.features import offline_features
 from lipstream.audio.files import read_audio_file
 from lipstream.audio.pcm import AudioChunk
 from lipstream.audio.resample import resample
+from lipstream.audio.timeline import SAMPLE_RATE
 from lipstream.errors import PackageError
 from lipstream.geometry import paste_prediction
 from lipstream.model.engine import RUNTIME_CHOICES, AvatarModel, open_model
 from lipstream.schedule import pingpong_frame_id
 from lipstream.video import Mp4Writer, read_video_frames
 
-SAMPLE_RATE = 16000
 BATCH = 5
 
 

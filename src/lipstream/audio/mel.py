@@ -15,9 +15,9 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from lipstream.audio.pcm import AudioChunk, as_float_samples
+from lipstream.audio.timeline import SAMPLE_RATE
 from lipstream.errors import InvalidInput
 
-SAMPLE_RATE = 16000
 N_FFT = 800
 HOP = 200
 N_MELS = 80

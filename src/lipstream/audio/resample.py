@@ -21,9 +21,10 @@ import numpy as np
 from scipy.signal import firwin, kaiserord
 
 from lipstream.audio.pcm import AudioChunk, as_float_samples, validate_sample_rate
+from lipstream.audio.timeline import SAMPLE_RATE as FEATURE_RATE
 from lipstream.errors import InvalidInput
 
-TARGET_RATE = 16000
+TARGET_RATE = FEATURE_RATE
 _PASSBAND = 0.95  # fraction of the lower Nyquist frequency kept flat
 _STOPBAND_DB = 80.0
 _BLOCK = 1024  # outputs computed per vectorised step: bounds the gather matrix

@@ -27,6 +27,7 @@ from tqdm import tqdm
 from lipstream.audio.files import write_wav
 from lipstream.audio.pcm import AudioChunk, float_to_pcm16
 from lipstream.audio.resample import resample
+from lipstream.audio.timeline import SAMPLE_RATE
 from lipstream.avatar.landmarks import FaceLandmarker, mouth_opening
 from lipstream.errors import InvalidInput
 from lipstream.geometry import CROP_SIZE, CropBox, crop_frame, face68_square, fit_square
@@ -36,7 +37,6 @@ from lipstream.video import Mp4Writer
 FORMAT = "lipstream-dataset"
 FORMAT_VERSION = 1
 FPS = 25
-SAMPLE_RATE = 16000
 SAMPLES_PER_FRAME = SAMPLE_RATE // FPS
 MANIFEST = "dataset.json"
 CROPS_DIR = "crops"

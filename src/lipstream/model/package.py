@@ -23,6 +23,7 @@ import numpy as np
 import simplejpeg
 
 from lipstream.audio.timeline import LOOKAHEAD_MS
+from lipstream.audio.timeline import SAMPLE_RATE as FEATURE_RATE
 from lipstream.errors import InvalidInput, PackageError
 from lipstream.geometry import (
     CROP_SIZE,
@@ -38,7 +39,7 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 ARCHITECTURE = "synctalk2d-unet328"
 AUDIO_FEATURES = "ave"
-AUDIO_SAMPLE_RATE = 16000
+AUDIO_SAMPLE_RATE = FEATURE_RATE
 FPS = 25
 CROPS_DIR = "crops"
 VIDEO_FILE = "video.mp4"

@@ -13,13 +13,13 @@ import numpy as np
 
 from lipstream.audio.features import offline_features, torch_encoder
 from lipstream.audio.files import read_audio_file
+from lipstream.audio.timeline import SAMPLE_RATE
 from lipstream.errors import InvalidInput, PackageError
 from lipstream.model.package import ModelPackage, load_package
 from lipstream.model.package_writer import add_weights, update_metrics
 from lipstream.model.quality import psnr
 from lipstream.schedule import pingpong_frame_id
 
-SAMPLE_RATE = 16000
 # Frames compared between int8 and fp32: enough for a stable PSNR, few enough to stay quick.
 FIDELITY_FRAMES = 100
 
