@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup run test lint bench clean proto
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -42,3 +42,8 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+# Regenerate the gRPC code from the .proto (tests/service checks it is up to date).
+proto: setup
+	$(PY) -m grpc_tools.protoc -Isrc --python_out=src --pyi_out=src --grpc_python_out=src \
+	  src/lipstream/service/lipsync.proto

@@ -22,3 +22,11 @@ class ModelNotFound(LipstreamError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
+
+
+class Overloaded(LipstreamError):
+    """The server has more work queued than it accepts; retry later or send less."""
+
+
+class ServiceUnavailable(LipstreamError):
+    """Another lipstream service could not be reached (it is down or restarting)."""

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from lipstream.audio import timeline as tl
-from lipstream.audio.mel import N_MELS, StreamingMel
+from lipstream.audio.mel import N_MELS, StreamingMel, mel_frames, preemphasize
 from lipstream.audio.pcm import AudioChunk, as_float_samples, validate_sample_rate
 from lipstream.audio.resample import StreamingResampler, resample
 from lipstream.errors import InvalidInput
@@ -239,3 +239,55 @@ def features_at_rate(
     rate = validate_sample_rate(sample_rate)
     x = as_float_samples(audio) if rate == tl.SAMPLE_RATE else resample(audio, rate)
     return offline_features(x, encode)
+
+
+def segment_features(
+    pcm16k: AudioChunk | np.ndarray,
+    start_sample: int,
+    first_frame: int,
+    count: int,
+    encode: Encoder,
+) -> np.ndarray:
+    """Generator inputs of frames ``first_frame ..`` from a stretch of one utterance's audio.
+
+    ``pcm16k`` holds the utterance's 16 kHz samples from index ``start_sample`` on; samples
+    before it (down to the utterance start) must not be needed, i.e. ``start_sample`` is at
+    most ``max(0, timeline.first_sample_needed(first_frame))``. Samples past its end are
+    silence. The result, float32 [count, 32, 16, 16], equals the same frames of
+    ``offline_features`` over the utterance, so a stateless service can make any frames of a
+    stream from a bounded piece of it.
+    """
+    if count < 0 or first_frame < 0 or start_sample < 0:
+        raise InvalidInput(
+            f"frames and samples count from 0: got first_frame={first_frame}, count={count}, "
+            f"start_sample={start_sample}"
+        )
+    if isinstance(pcm16k, AudioChunk) and pcm16k.sample_rate != tl.SAMPLE_RATE:
+        raise InvalidInput(f"segment_features takes 16000 Hz audio, got {pcm16k.sample_rate} Hz")
+    if count == 0:
+        return np.zeros((0, *FRAME_FEATURE_SHAPE), dtype=np.float32)
+    oldest = max(tl.first_sample_needed(first_frame), 0)
+    if start_sample > oldest:
+        raise InvalidInput(
+            f"frame {first_frame} needs audio from utterance sample {oldest} on, "
+            f"but the audio starts at sample {start_sample}"
+        )
+    x = as_float_samples(pcm16k)
+    last = first_frame + count - 1
+    first_window = max(first_frame - tl.ROWS_BEFORE - 1, 0)
+    last_window = tl.last_encoder_window(last)
+    mel_first = tl.encoder_window_start(first_window)
+    mel_count = tl.encoder_window_start(last_window) + tl.MEL_WINDOW_FRAMES - mel_first
+    # utterance samples [lo - 1, hi): one before the first for pre-emphasis; zeros outside
+    lo = tl.MEL_HOP * mel_first - tl.MEL_HALF_WINDOW
+    hi = tl.MEL_HOP * (mel_first + mel_count - 1) + tl.MEL_HALF_WINDOW
+    span = np.zeros(hi - lo + 1)
+    a, b = max(lo - 1, start_sample), min(hi, start_sample + len(x))
+    if b > a:
+        span[a - (lo - 1) : b - (lo - 1)] = x[a - start_sample : b - start_sample]
+    mel = mel_frames(preemphasize(span[1:], previous=span[0]), mel_count)
+    starts = [tl.encoder_window_start(j) for j in range(first_window, last_window + 1)]
+    encoded = _encode(encode, encoder_windows(mel, mel_first, starts))
+    return np.stack(
+        [frame_features(encoded, first_window, k) for k in range(first_frame, last + 1)]
+    )

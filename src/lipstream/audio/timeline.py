@@ -77,3 +77,13 @@ LOOKAHEAD_BEYOND_FRAME_MS = LOOKAHEAD_MS - 1000.0 / FPS  # 412.5
 """Worst-case lookahead past the end of a frame's own 40 ms."""
 LOOKAHEAD_FRAMES = -(-(LOOKAHEAD_SAMPLES - SAMPLES_PER_FRAME) // SAMPLES_PER_FRAME)  # 11
 """Frame k waits for audio inside frame k + 11 (10.3 frames past its own, rounded up)."""
+
+
+def first_sample_needed(frame: int) -> int:
+    """Index of the oldest 16 kHz sample ``frame`` depends on (negative: before the start).
+
+    Its oldest feature row is E[frame - 9] (row frame-8 is E[frame-9]); that encoder window's
+    first mel frame reaches 400 samples back, and pre-emphasis one sample more.
+    """
+    oldest_window = max(frame - ROWS_BEFORE - 1, 0)
+    return MEL_HOP * encoder_window_start(oldest_window) - MEL_HALF_WINDOW - 1

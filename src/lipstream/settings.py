@@ -1,0 +1,134 @@
+"""The services' settings: read once per process from the environment and ``.env``, validated.
+
+The variable names and defaults are those of the server guide (``AUDIO_SAMPLE_RATE``,
+``WEBSOCKET_PORT``, ...), plus a few of lipstream's own (``MODELS_DIR``, ``OPENAI_BASE_URL``,
+``HOST``, ...). A bad value stops the start with a message naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from lipstream.errors import InvalidInput
+
+_PORT = Field(ge=1, le=65535)
+
+
+class Settings(BaseSettings):
+    """One frozen settings object per process; see docs/configuration.md for every variable."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
+    )
+
+    # OpenAI Realtime (web server)
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str = "https://api.openai.com"
+    openai_realtime_model: str = "gpt-realtime"
+    openai_realtime_voice: str = "alloy"
+    openai_token_ttl_s: int = Field(600, ge=10, le=7200)
+
+    # Audio (frame generator)
+    audio_sample_rate: int = Field(24000, ge=8000, le=96000)
+    audio_chunk_duration_ms: int = Field(40, ge=10, le=1000)
+    audio_buffer_size: int = Field(3000, ge=500, le=60000)  # ms of audio a session may queue
+    frames_for_inference: int = Field(16, ge=1, le=64)
+    inference_batch_size: int = Field(5, ge=1, le=64)
+    lookahead_frames: int = Field(7, ge=0, le=64)
+
+    # Ports and addresses
+    host: str = "127.0.0.1"
+    port: Annotated[int, _PORT] = 3000
+    grpc_server_port: Annotated[int, _PORT] = 50051
+    websocket_port: Annotated[int, _PORT] = 8080
+    grpc_server_address: str = ""  # where the frame generator finds the lip-sync service
+    public_websocket_url: str = ""  # what the console connects to; default ws://<page host>:8080
+
+    # Models
+    models_dir: Path = Path("models")
+    runtime: str = "auto"  # auto, onnx-int8, onnx-fp32, torch
+    device: str = "auto"  # auto, cpu, cuda
+    batch_window_ms: float = Field(2.0, ge=0.0, le=100.0)
+    max_batch_frames: int = Field(32, ge=1, le=512)
+    max_queued_frames: int = Field(400, ge=1, le=100000)
+    grpc_deadline_ms: int = Field(5000, ge=50, le=600000)
+
+    # Web server
+    cors_allow_origins: Annotated[tuple[str, ...], NoDecode] = ()
+    console_dir: Path | None = None
+    max_sessions: int = Field(64, ge=1, le=10000)
+
+    # Logs and debug
+    log_level: str = "INFO"
+    log_dir: Path | None = None
+    debug_audio_processing: bool = False
+    debug_frame_generation: bool = False
+    debug_websocket_messages: bool = False
+
+    @field_validator("cors_allow_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(o.strip() for o in value.split(",") if o.strip())
+        return value
+
+    @field_validator("runtime")
+    @classmethod
+    def _check_runtime(cls, value: str) -> str:
+        choices = ("auto", "onnx-int8", "onnx-fp32", "torch")
+        if value not in choices:
+            raise ValueError(f"choose one of {', '.join(choices)}")
+        return value
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, value: str) -> str:
+        if value not in ("auto", "cpu", "cuda"):
+            raise ValueError("choose one of auto, cpu, cuda")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, value: str) -> str:
+        value = value.upper()
+        if value not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ValueError("choose one of DEBUG, INFO, WARNING, ERROR")
+        return value
+
+    @field_validator("openai_base_url")
+    @classmethod
+    def _check_base_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @property
+    def lipsync_address(self) -> str:
+        """host:port of the lip-sync service, as the frame generator dials it."""
+        return self.grpc_server_address or f"{self.host}:{self.grpc_server_port}"
+
+
+def load_settings(env_file: str | Path | None = ".env", **overrides: Any) -> Settings:
+    """Settings from the environment, the env file and overrides; bad ones raise InvalidInput."""
+    try:
+        return Settings(_env_file=env_file, **overrides)  # type: ignore[call-arg]
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            name = str(err["loc"][0]).upper() if err["loc"] else "?"
+            value = err.get("input")
+            problems.append(f"{name}={value!r}: {err['msg']}")
+        raise InvalidInput("bad setting: " + "; ".join(problems)) from None
+
+
+def environment_file() -> str | None:
+    """The .env file the services read: LIPSTREAM_ENV_FILE, else ./.env when it exists."""
+    chosen = os.environ.get("LIPSTREAM_ENV_FILE")
+    if chosen:
+        return chosen
+    return ".env" if Path(".env").is_file() else None
