@@ -23,13 +23,17 @@ run: setup
 	$(VENV)/bin/lipstream render --model models/demo -o out/hello.mp4 \
 	  --text "Hello! I am the lipstream demo avatar. My lips follow the words I say."
 
-# Debian packages the tests read: a real talking-head video with speech (opencv-doc).
-TEST_DEBS  := /usr/share/doc/opencv-doc/examples/data/Megamind.avi
+# Debian packages the tests use: a real talking-head video with speech (opencv-doc), real
+# speech recordings (pocketsphinx-testdata) and the browser the console tests drive (chromium).
+TEST_FILES := /usr/share/doc/opencv-doc/examples/data/Megamind.avi \
+              /usr/share/pocketsphinx/test/data/librivox/sense_and_sensibility_01_austen_64kb-0870.wav \
+              /usr/bin/chromium
+TEST_DEBS  := opencv-doc pocketsphinx-testdata chromium
 
-$(TEST_DEBS):
-	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq opencv-doc >/dev/null
+$(TEST_FILES):
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(TEST_DEBS) >/dev/null
 
-test: setup $(TEST_DEBS)
+test: setup $(TEST_FILES)
 	$(VENV)/bin/pytest -q
 
 lint: setup
