@@ -1,0 +1,119 @@
+"""The frame generator's client of the lip-sync service: deadlines, reconnection, errors mapped.
+
+gRPC channels reconnect by themselves with exponential backoff (capped here at 2 s); a call made
+while the service is down fails at once with ServiceUnavailable instead of hanging, so a
+session can say so and try again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+
+import grpc
+
+from lipstream.errors import (
+    InvalidInput,
+    LipstreamError,
+    ModelNotFound,
+    Overloaded,
+    ServiceUnavailable,
+)
+from lipstream.frames.session import InferenceJob, ModelFacts
+from lipstream.service import lipsync_pb2 as pb
+from lipstream.service import lipsync_pb2_grpc as pb_grpc
+
+_CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    ("grpc.max_send_message_length", 16 * 1024 * 1024),
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+    ("grpc.keepalive_time_ms", 20000),
+]
+_MODELS_TTL_S = 5.0
+
+
+def _map_error(exc: grpc.aio.AioRpcError, what: str) -> LipstreamError:
+    code, details = exc.code(), exc.details() or ""
+    if code == grpc.StatusCode.NOT_FOUND:
+        return ModelNotFound(details)
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        return InvalidInput(details)
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return Overloaded(details)
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return Overloaded(f"the lip-sync service did not answer {what} in time")
+    return ServiceUnavailable(f"lip-sync service: {code.name.lower()}: {details}")
+
+
+class LipSyncClient:
+    """Async client of one lip-sync service address."""
+
+    def __init__(self, address: str, deadline_ms: int = 5000) -> None:
+        self.address = address
+        self.deadline_s = deadline_ms / 1000.0
+        self._channel = grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS)
+        self._stub = pb_grpc.LipSyncServiceStub(self._channel)
+        self._models: dict[str, ModelFacts] = {}
+        self._models_at = -1e9
+        self._models_lock = asyncio.Lock()
+        self.connected = False
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def models(self, refresh: bool = False) -> dict[str, ModelFacts]:
+        """The service's models by name (cached for a few seconds)."""
+        async with self._models_lock:
+            if refresh or time.monotonic() - self._models_at > _MODELS_TTL_S:
+                try:
+                    answer = await self._stub.ListModels(
+                        pb.ListModelsRequest(), timeout=self.deadline_s
+                    )
+                except grpc.aio.AioRpcError as exc:
+                    self.connected = False
+                    raise _map_error(exc, "ListModels") from None
+                self.connected = True
+                self._models = {
+                    m.name: ModelFacts(m.name, m.frame_count, m.lookahead_ms) for m in answer.models
+                }
+                self._models_at = time.monotonic()
+            return dict(self._models)
+
+    async def model(self, name: str) -> ModelFacts:
+        """One model's facts; ModelNotFound names the ones there are."""
+        models = await self.models()
+        if name not in models:
+            models = await self.models(refresh=True)
+        if name not in models:
+            known = ", ".join(sorted(models)) or "none loaded"
+            raise ModelNotFound(f"unknown model {name!r}; the lip-sync service has: {known}")
+        return models[name]
+
+    async def generate(
+        self, job: InferenceJob, session_id: str = ""
+    ) -> list[tuple[bytes, Sequence[float]]]:
+        """The job's mouths (JPEG, bounds), in frame order."""
+        request = pb.BatchInferenceRequest(
+            model_name=job.model_name,
+            frame_ids=job.frame_ids,
+            audio_pcm=job.audio.to_bytes(),
+            audio_sample_rate=job.audio.sample_rate,
+            audio_start_sample=job.audio_start_sample,
+            first_frame_index=job.utterance_first_frame,
+            session_id=session_id,
+        )
+        try:
+            answer = await self._stub.GenerateBatchInference(request, timeout=self.deadline_s)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.UNAVAILABLE:
+                self.connected = False
+            raise _map_error(exc, "GenerateBatchInference") from None
+        self.connected = True
+        failed = [r for r in answer.responses if not r.success]
+        if failed or len(answer.responses) != job.frame_count:
+            reason = failed[0].error if failed else "wrong number of frames"
+            raise InvalidInput(f"the lip-sync service could not make frames: {reason}")
+        return [(r.prediction_data, tuple(r.bounds)) for r in answer.responses]

@@ -1,0 +1,468 @@
+"""The frame generator: a WebSocket server, one independent Session per connection.
+
+Each connection runs in one TaskGroup: the reader (client messages), the scheduler (sends jobs
+to the lip-sync service as soon as frames are ready and a request slot is free) and one task
+per job in flight. All of them end with the connection. The lip-sync service is reached only
+through gRPC (LipSyncClient), so the two scale apart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+import uuid
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from lipstream.audio.pcm import AudioChunk
+from lipstream.errors import (
+    InvalidInput,
+    LipstreamError,
+    ModelNotFound,
+    Overloaded,
+    ServiceUnavailable,
+)
+from lipstream.frames import protocol as proto
+from lipstream.frames.lipsync_client import LipSyncClient
+from lipstream.frames.session import InferenceJob, Latencies, Session
+from lipstream.logs import announce
+from lipstream.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024  # hard limit: larger messages close the connection (1009)
+_RETRY_FIRST_S, _RETRY_MAX_S = 0.1, 2.0
+_SYNC_MARGIN_MS = 20.0  # added to the pipeline latency the client should delay its audio by
+HTTP_ANSWER = (
+    "This is the lipstream frame generator. Connect with a WebSocket to ws://{host}:{port}/ "
+    "(see docs/frame-protocol.md).\n"
+)
+
+
+class _Closing(Exception):
+    """Raised in the connection's TaskGroup to end its tasks once the client has gone."""
+
+
+class _Connection:
+    """One client: its session, its messages and its jobs."""
+
+    def __init__(self, generator: FrameGenerator, ws: ServerConnection) -> None:
+        self.generator = generator
+        self.settings = generator.settings
+        self.client = generator.client
+        self.ws = ws
+        self.id = uuid.uuid4().hex[:12]
+        self.session = Session(
+            self.settings.audio_sample_rate,
+            batch_size=self.settings.inference_batch_size,
+            audio_buffer_ms=self.settings.audio_buffer_size,
+        )
+        self.push_frames = False
+        self.wake = asyncio.Event()
+        self.inference_ms = Latencies()
+        self.service_down_reported = False
+        self._tg: asyncio.TaskGroup | None = None
+
+    # ------------------------------------------------------------------------ sending
+
+    async def send(self, message: dict[str, Any]) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            await self.ws.send(proto.dumps(message))
+
+    async def send_error(self, code: str, message: str, request_type: str | None = None) -> None:
+        log.info("session %s: %s: %s", self.id, code, message)
+        await self.send(proto.error_reply(code, message, request_type))
+
+    # ------------------------------------------------------------------------ lifetime
+
+    async def run(self) -> None:
+        try:
+            async with asyncio.TaskGroup() as tg:
+                self._tg = tg
+                tg.create_task(self._choose_first_model(), name=f"model-{self.id}")
+                tg.create_task(self._schedule(), name=f"scheduler-{self.id}")
+                await self._read()
+                raise _Closing
+        except* _Closing:
+            pass
+
+    async def _choose_first_model(self) -> None:
+        delay = _RETRY_FIRST_S
+        while self.session.model is None:
+            try:
+                models = await self.client.models()
+            except ServiceUnavailable as exc:
+                await self._report_service_down(str(exc))
+                await asyncio.sleep(delay)
+                delay = min(2 * delay, _RETRY_MAX_S)
+                continue
+            self._service_back()
+            if models and self.session.model is None:
+                self.session.set_model(models[sorted(models)[0]])
+                self.wake.set()
+            elif not models:
+                await asyncio.sleep(_RETRY_MAX_S)
+
+    async def _report_service_down(self, detail: str) -> None:
+        if not self.service_down_reported:
+            self.service_down_reported = True
+            await self.send_error(
+                "lipsync_unavailable",
+                f"the lip-sync service at {self.client.address} cannot be reached ({detail}); "
+                "retrying, frames resume by themselves",
+            )
+
+    def _service_back(self) -> None:
+        if self.service_down_reported:
+            log.info("session %s: lip-sync service reachable again", self.id)
+        self.service_down_reported = False
+
+    # ------------------------------------------------------------------------ jobs
+
+    async def _schedule(self) -> None:
+        assert self._tg is not None
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            while (job := self.session.next_job()) is not None:
+                self._tg.create_task(self._run_job(job), name=f"job-{self.id}-{job.job_id}")
+
+    async def _run_job(self, job: InferenceJob) -> None:
+        delay = _RETRY_FIRST_S
+        while True:
+            if not self.session.is_in_flight(job):
+                return  # interrupted meanwhile
+            started = time.perf_counter()
+            try:
+                mouths = await self.client.generate(job, self.id)
+            except ServiceUnavailable as exc:
+                await self._report_service_down(str(exc))
+                await asyncio.sleep(delay)
+                delay = min(2 * delay, _RETRY_MAX_S)
+                continue
+            except (InvalidInput, Overloaded, ModelNotFound) as exc:
+                self.session.fail(job)
+                first = job.timeline_first_frame
+                await self.send_error(
+                    "lipsync_failed",
+                    f"frames {first}..{first + job.frame_count - 1} were dropped: {exc}",
+                )
+                self.wake.set()
+                return
+            break
+        self._service_back()
+        self.inference_ms.add(1000.0 * (time.perf_counter() - started))
+        released = self.session.complete(job, mouths)
+        if self.settings.debug_frame_generation:
+            log.info(
+                "session %s: frames %d..%d made, %d released",
+                self.id,
+                job.timeline_first_frame,
+                job.timeline_first_frame + job.frame_count - 1,
+                released,
+            )
+        await self._deliver(released)
+        self.wake.set()
+
+    async def _deliver(self, released: int) -> None:
+        if self.push_frames:
+            for frame in self.session.take_frames():
+                await self.send(proto.frame_reply(frame, frame.model_name))
+        elif released:
+            await self.send(
+                {
+                    "type": "frames_generated",
+                    "count": released,
+                    "buffer_fill": self.session.frames_buffered,
+                }
+            )
+
+    # ------------------------------------------------------------------------ messages
+
+    async def _read(self) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            async for message in self.ws:
+                try:
+                    if isinstance(message, bytes):
+                        await self._on_audio(
+                            AudioChunk.from_bytes(message, self.session.sample_rate)
+                        )
+                    else:
+                        await self._on_message(proto.parse_message(message))
+                except proto.ProtocolError as exc:
+                    await self.send_error(exc.code, str(exc), exc.request_type)
+                except InvalidInput as exc:
+                    kind = "bad_audio" if isinstance(message, bytes) else "bad_field"
+                    await self.send_error(kind, str(exc))
+
+    async def _on_audio(self, chunk: AudioChunk) -> None:
+        try:
+            self.session.push_audio(chunk)
+        except Overloaded as exc:
+            await self.send_error("audio_buffer_full", str(exc), "audio_chunk")
+            return
+        if self.settings.debug_audio_processing:
+            log.info(
+                "session %s: %d samples, %.0f ms queued",
+                self.id,
+                len(chunk),
+                self.session.audio_queued_ms,
+            )
+        self.wake.set()
+
+    async def _on_message(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        if self.settings.debug_websocket_messages:
+            log.info("session %s: %s", self.id, kind)
+        if kind == "audio_chunk":
+            data = message.get("audio_data")
+            if not isinstance(data, str):
+                raise proto.ProtocolError(
+                    "bad_field", 'audio_chunk needs "audio_data": base64 PCM16 text', kind
+                )
+            try:
+                chunk = AudioChunk.from_base64(data, self.session.sample_rate)
+            except InvalidInput as exc:
+                raise proto.ProtocolError("bad_audio", str(exc), kind) from None
+            await self._on_audio(chunk)
+        elif kind == "get_frame":
+            frame = self.session.pop_frame()
+            model = self.session.model.name if self.session.model else None
+            await self.send(proto.frame_reply(frame, model))
+        elif kind == "set_model":
+            await self._set_model(proto.string_field(message, "model_name"))
+        elif kind == "get_stats":
+            await self.send(self.stats())
+        elif kind == "configure":
+            await self._configure(message)
+        elif kind == "end_of_speech":
+            left = self.session.end_of_speech()
+            self.wake.set()
+            await self.send(
+                {
+                    "type": "speech_ended",
+                    "frames": left,
+                    "next_frame_index": self.session.next_frame_index,
+                }
+            )
+        elif kind == "interrupt":
+            dropped, dropped_ms = self.session.interrupt()
+            await self.send(
+                {
+                    "type": "interrupted",
+                    "dropped_frames": dropped,
+                    "dropped_audio_ms": round(dropped_ms, 1),
+                    "next_frame_index": self.session.next_frame_index,
+                }
+            )
+        elif kind == "ping":
+            reply = {k: v for k, v in message.items() if k != "type"}
+            await self.send({"type": "pong", **reply, "server_time": time.time()})
+
+    async def _set_model(self, name: str) -> None:
+        try:
+            model = await self.client.model(name)
+        except ModelNotFound as exc:
+            raise proto.ProtocolError("unknown_model", str(exc), "set_model") from None
+        except ServiceUnavailable as exc:
+            await self.send_error(
+                "lipsync_unavailable",
+                f"cannot switch to {name!r}: the lip-sync service is unreachable ({exc})",
+                "set_model",
+            )
+            return
+        self.session.set_model(model)
+        self.wake.set()
+        await self.send(
+            {
+                "type": "model_changed",
+                "model_name": model.name,
+                "frame_count": model.frame_count,
+                "fps": 25,
+                "lookahead_ms": round(self.session.lookahead_ms, 1),
+                "pipeline_latency_ms": round(self.pipeline_latency_ms(), 1),
+                "video_url": f"/api/model-video/{model.name}",
+            }
+        )
+
+    async def _configure(self, message: dict[str, Any]) -> None:
+        push = proto.optional_bool(message, "push_frames")
+        rate = proto.optional_int(message, "audio_sample_rate")
+        if rate is not None:
+            try:
+                self.session.set_sample_rate(rate)
+            except InvalidInput as exc:
+                raise proto.ProtocolError("bad_field", str(exc), "configure") from None
+        if push is not None:
+            self.push_frames = push
+            if push:
+                await self._deliver(0)
+        await self.send(
+            {
+                "type": "configured",
+                "push_frames": self.push_frames,
+                "audio_sample_rate": self.session.sample_rate,
+                "audio_chunk_duration_ms": self.settings.audio_chunk_duration_ms,
+                "inference_batch_size": self.session.batch_size,
+                "audio_buffer_size_ms": self.session.audio_buffer_ms,
+                "lookahead_ms": round(self.session.lookahead_ms, 1),
+                "pipeline_latency_ms": round(self.pipeline_latency_ms(), 1),
+            }
+        )
+
+    # ------------------------------------------------------------------------ stats
+
+    def pipeline_latency_ms(self) -> float:
+        """How long the client should delay its audio so that frames are there in time."""
+        s = self.session
+        return (
+            s.lookahead_ms
+            + self.settings.audio_chunk_duration_ms
+            + s.processing_estimate_ms()
+            + _SYNC_MARGIN_MS
+        )
+
+    def stats(self) -> dict[str, Any]:
+        s = self.session
+        queued = s.audio_queued_ms
+        return {
+            "type": "stats",
+            "audio_buffer_fill": int(-(-queued // self.settings.audio_chunk_duration_ms)),
+            "frame_buffer_fill": s.frames_buffered,
+            "can_generate": s.model is not None and self.client.connected,
+            "current_model": s.model.name if s.model else None,
+            "session_id": self.id,
+            "audio_buffer_ms": round(queued, 1),
+            "audio_sample_rate": s.sample_rate,
+            "lookahead_ms": round(s.lookahead_ms, 1),
+            "pipeline_latency_ms": round(self.pipeline_latency_ms(), 1),
+            "frames_generated": s.frames_generated,
+            "frames_sent": s.frames_sent,
+            "frames_dropped": s.frames_dropped,
+            "latency_ms": s.latencies.summary(),
+            "inference_ms": self.inference_ms.summary(),
+            "lipsync_service": "connected" if self.client.connected else "unavailable",
+            "next_frame_index": s.next_frame_index,
+            "push_frames": self.push_frames,
+        }
+
+
+class FrameGenerator:
+    """The WebSocket side: accepts connections, keeps the count, answers plain HTTP."""
+
+    def __init__(self, settings: Settings, client: LipSyncClient) -> None:
+        self.settings = settings
+        self.client = client
+        self.connections: dict[str, _Connection] = {}
+
+    def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            return None
+        host, port = connection.local_address[:2]
+        answer = HTTP_ANSWER.format(host=host, port=port)
+        response = connection.respond(HTTPStatus.UPGRADE_REQUIRED, answer)
+        response.headers["Upgrade"] = "websocket"
+        return response
+
+    async def handle(self, ws: ServerConnection) -> None:
+        if len(self.connections) >= self.settings.max_sessions:
+            await ws.send(
+                proto.dumps(
+                    proto.error_reply(
+                        "too_many_sessions",
+                        f"the frame generator serves at most {self.settings.max_sessions} "
+                        "sessions at once (MAX_SESSIONS); try again later",
+                    )
+                )
+            )
+            await ws.close(1013, "too many sessions")
+            return
+        conn = _Connection(self, ws)
+        self.connections[conn.id] = conn
+        log.info("session %s: connected from %s", conn.id, ws.remote_address)
+        try:
+            await conn.run()
+        finally:
+            del self.connections[conn.id]
+            log.info(
+                "session %s: closed (%d frames made, %d dropped)",
+                conn.id,
+                conn.session.frames_generated,
+                conn.session.frames_dropped,
+            )
+
+
+@dataclass
+class FrameServerHandle:
+    """A running frame generator: where it listens, and how to stop it."""
+
+    server: Server
+    client: LipSyncClient
+    generator: FrameGenerator
+    host: str
+    port: int
+
+    async def stop(self) -> None:
+        self.server.close()
+        await self.server.wait_closed()
+        await self.client.close()
+
+
+async def start_frame_server(settings: Settings) -> FrameServerHandle:
+    """Start the frame generator on settings.host:websocket_port (0 picks a free port)."""
+    announce("Real-time Lip Sync Frame Generator initialized")
+    client = LipSyncClient(settings.lipsync_address, settings.grpc_deadline_ms)
+    try:
+        await client.models(refresh=True)
+        announce(f"Connected to gRPC service on {settings.lipsync_address}")
+    except LipstreamError as exc:
+        announce(
+            f"gRPC service on {settings.lipsync_address} not reachable yet ({exc}); "
+            "sessions will connect when it is up"
+        )
+    generator = FrameGenerator(settings, client)
+    server = await serve(
+        generator.handle,
+        settings.host,
+        settings.websocket_port,
+        compression=None,  # deflate makes base64 media 14x slower to send
+        max_size=MAX_MESSAGE_BYTES,
+        process_request=generator.process_request,
+        ping_interval=20,
+        ping_timeout=20,
+    )
+    port = server.sockets[0].getsockname()[1]
+    announce(f"WebSocket server started on ws://{settings.host}:{port}")
+    announce(f"Connect your browser to ws://{settings.host}:{port}")
+    return FrameServerHandle(server, client, generator, settings.host, port)
+
+
+async def serve_until_signalled(*starts) -> None:
+    """Start servers (coroutines giving handles with ``stop()``), run until SIGINT/SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    handles = []
+    try:
+        for start in starts:
+            handles.append(await start)
+        await stop.wait()
+    finally:
+        for handle in reversed(handles):
+            await handle.stop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+def run_frame_server(settings: Settings) -> None:
+    """Run the frame generator until Ctrl-C or SIGTERM."""
+    asyncio.run(serve_until_signalled(start_frame_server(settings)))
