@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from lipstream.bench_e2e import register_e2e
 from lipstream.errors import InvalidInput, PackageError
 
 RUNTIMES = ("torch", "onnx-fp32", "onnx-int8")
@@ -391,3 +392,4 @@ def register(subparsers: Any) -> None:
     )
     model.add_argument("--seconds", type=float, default=5.0, help="timing per measurement")
     model.set_defaults(func=_run_model)
+    register_e2e(sub)

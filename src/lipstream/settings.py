@@ -16,7 +16,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from lipstream.errors import InvalidInput
 
-_PORT = Field(ge=1, le=65535)
+_PORT = Field(ge=0, le=65535)  # 0: any free port (tests)
 
 
 class Settings(BaseSettings):

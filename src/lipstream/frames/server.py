@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import time
 import uuid
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from lipstream.errors import (
 from lipstream.frames import protocol as proto
 from lipstream.frames.lipsync_client import LipSyncClient
 from lipstream.frames.session import InferenceJob, Latencies, Session
+from lipstream.lifecycle import serve_until_signalled
 from lipstream.logs import announce
 from lipstream.settings import Settings
 
@@ -443,24 +443,6 @@ async def start_frame_server(settings: Settings) -> FrameServerHandle:
     announce(f"WebSocket server started on ws://{settings.host}:{port}")
     announce(f"Connect your browser to ws://{settings.host}:{port}")
     return FrameServerHandle(server, client, generator, settings.host, port)
-
-
-async def serve_until_signalled(*starts) -> None:
-    """Start servers (coroutines giving handles with ``stop()``), run until SIGINT/SIGTERM."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    handles = []
-    try:
-        for start in starts:
-            handles.append(await start)
-        await stop.wait()
-    finally:
-        for handle in reversed(handles):
-            await handle.stop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
 
 
 def run_frame_server(settings: Settings) -> None:

@@ -1,0 +1,223 @@
+"""``lipstream bench e2e``: real speech through the running system, N sessions at once.
+
+Each session streams a speech file in 40 ms chunks at real-time pace over the frame generator's
+WebSocket (``push_frames``), ends it with ``end_of_speech`` and records every frame. Reported per
+session count: sustained frames/s per session while speech streamed (25 means it kept up), the
+latency from the arrival of the audio that completes a frame to the frame being ready (server
+clock, beyond the model's lookahead, which no system can avoid), the same seen by the client
+(frame received minus the sending of that audio), and frames missing or late.
+Without ``--url`` it starts ``lipstream serve`` in a child process on free ports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from lipstream.audio import timeline as tl
+from lipstream.audio.files import read_audio_file
+from lipstream.errors import InvalidInput, LipstreamError
+
+DEFAULT_SPEECH = Path(
+    "/usr/share/pocketsphinx/test/data/librivox/sense_and_sensibility_01_austen_64kb-0870.wav"
+)
+_READY = re.compile(r"WebSocket server started on (ws://\S+)")
+
+
+@dataclass
+class SessionResult:
+    frames_expected: int
+    frames: list[dict] = field(default_factory=list)
+    received_at: list[float] = field(default_factory=list)
+    sent_at: list[float] = field(default_factory=list)  # per chunk, monotonic
+    errors: list[str] = field(default_factory=list)
+
+    def client_latencies_ms(self, chunk_samples: int, rate: int) -> list[float]:
+        """Frame received minus the sending of the chunk that completed its audio."""
+        out = []
+        for frame, got in zip(self.frames, self.received_at, strict=True):
+            k = frame["frame_index"]
+            needed_input = math.ceil(tl.samples_needed(k) * rate / tl.SAMPLE_RATE)
+            chunk = min(max(needed_input - 1, 0) // chunk_samples, len(self.sent_at) - 1)
+            out.append(1000.0 * (got - self.sent_at[chunk]))
+        return out
+
+
+async def _session(url: str, pcm: np.ndarray, rate: int, chunk: int) -> SessionResult:
+    from websockets.asyncio.client import connect
+
+    result = SessionResult(frames_expected=math.ceil(len(pcm) * tl.FPS / rate))
+    async with connect(url, compression=None, max_size=None) as ws:
+        await ws.send(
+            json.dumps({"type": "configure", "push_frames": True, "audio_sample_rate": rate})
+        )
+
+        async def receive() -> None:
+            async for raw in ws:
+                message = json.loads(raw)
+                if message["type"] == "current_frame" and not message["idle"]:
+                    result.frames.append(message)
+                    result.received_at.append(time.monotonic())
+                    if len(result.frames) >= result.frames_expected:
+                        return
+                elif message["type"] == "error":
+                    result.errors.append(f"{message['code']}: {message['message']}")
+
+        receiver = asyncio.create_task(receive(), name="bench-receive")
+        start = time.monotonic()
+        for i, at in enumerate(range(0, len(pcm), chunk)):
+            await asyncio.sleep(max(0.0, start + (i + 1) * chunk / rate - time.monotonic()))
+            await ws.send(pcm[at : at + chunk].astype("<i2").tobytes())
+            result.sent_at.append(time.monotonic())
+        await ws.send(json.dumps({"type": "end_of_speech"}))
+        try:
+            await asyncio.wait_for(receiver, timeout=30)
+        except TimeoutError:
+            result.errors.append("timed out waiting for the last frames")
+    return result
+
+
+def _percentiles(values: list[float]) -> tuple[float, float]:
+    if not values:
+        return float("nan"), float("nan")
+    return float(np.percentile(values, 50)), float(np.percentile(values, 95))
+
+
+def summarize(results: list[SessionResult], rate: int, chunk: int) -> dict:
+    """One row of the table: sessions, fps per session, latencies, missing frames."""
+    fps, server, client, missing = [], [], [], 0
+    for r in results:
+        missing += r.frames_expected - len(r.frames)
+        # frames made while speech streamed: the sustained rate (the tail comes in a burst)
+        streaming = [t for t in r.received_at if t <= r.sent_at[-1]]
+        if len(streaming) > 1:
+            fps.append((len(streaming) - 1) / (streaming[-1] - streaming[0]))
+        server += [f["latency_ms"] for f in r.frames if not math.isnan(f["latency_ms"])]
+        client += r.client_latencies_ms(chunk, rate)
+    s50, s95 = _percentiles(server)
+    c50, c95 = _percentiles(client)
+    return {
+        "sessions": len(results),
+        "fps_per_session": min(fps) if fps else float("nan"),
+        "server_latency_p50_ms": s50,
+        "server_latency_p95_ms": s95,
+        "client_latency_p50_ms": c50,
+        "client_latency_p95_ms": c95,
+        "missing_frames": missing,
+        "errors": sorted({e for r in results for e in r.errors}),
+    }
+
+
+async def run_sessions(url: str, pcm: np.ndarray, rate: int, sessions: int) -> dict:
+    chunk = rate // tl.FPS
+    results = await asyncio.gather(*(_session(url, pcm, rate, chunk) for _ in range(sessions)))
+    return summarize(list(results), rate, chunk)
+
+
+class _ServeProcess:
+    """``lipstream serve`` on free ports in a child process."""
+
+    def __init__(self, models_dir: Path) -> None:
+        env = dict(os.environ, PORT="0", WEBSOCKET_PORT="0", GRPC_SERVER_PORT="0", HOST="127.0.0.1")
+        env["MODELS_DIR"] = str(models_dir)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "lipstream.cli", "serve"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        deadline = time.monotonic() + 120
+        self.url = ""
+        for line in self.process.stdout:
+            match = _READY.search(line)
+            if match:
+                self.url = match.group(1)
+                break
+            if time.monotonic() > deadline:
+                break
+        if not self.url:
+            self.stop()
+            raise LipstreamError("lipstream serve did not start (no WebSocket start-up line)")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def format_table(rows: list[dict]) -> str:
+    lines = [
+        "| sessions | frames/s per session | latency p50 / p95 (server) | "
+        "latency p50 / p95 (client) | missing frames |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['sessions']} | {r['fps_per_session']:.1f} | "
+            f"{r['server_latency_p50_ms']:.0f} / {r['server_latency_p95_ms']:.0f} ms | "
+            f"{r['client_latency_p50_ms']:.0f} / {r['client_latency_p95_ms']:.0f} ms | "
+            f"{r['missing_frames']} |"
+        )
+    return "\n".join(lines)
+
+
+def run_e2e(
+    speech: Path, sessions: list[int], url: str | None, models_dir: Path, rate: int
+) -> list[dict]:
+    if not speech.is_file():
+        raise InvalidInput(f"speech file {speech} not found (pocketsphinx-testdata ships one)")
+    pcm = read_audio_file(speech, rate).samples
+    server = None if url else _ServeProcess(models_dir)
+    try:
+        target = url or server.url  # type: ignore[union-attr]
+        rows = []
+        for n in sessions:
+            row = asyncio.run(run_sessions(target, pcm, rate, n))
+            rows.append(row)
+            print(format_table([row]).splitlines()[-1], flush=True)
+            for error in row["errors"]:
+                print(f"  error seen: {error}", flush=True)
+        return rows
+    finally:
+        if server:
+            server.stop()
+
+
+def register_e2e(sub) -> None:
+    """Add ``bench e2e`` to the ``bench`` command's subcommands."""
+    p = sub.add_parser("e2e", help="stream real speech through the running system, N sessions")
+    p.add_argument("--speech", type=Path, default=DEFAULT_SPEECH, help="speech file to stream")
+    p.add_argument(
+        "--sessions", default="1,2,4", help="concurrent session counts, e.g. 1,2,4 (default)"
+    )
+    p.add_argument("--url", help="frame generator of a running system (default: start one)")
+    p.add_argument("--models-dir", type=Path, default=Path("models"), help="with no --url")
+    p.add_argument("--rate", type=int, default=24000, help="sample rate to stream at")
+    p.set_defaults(func=_run)
+
+
+def _run(args) -> int:
+    try:
+        sessions = [int(n) for n in args.sessions.split(",") if n.strip()]
+    except ValueError:
+        raise InvalidInput(f"--sessions takes counts like 1,2,4, got {args.sessions!r}") from None
+    if not sessions or min(sessions) < 1:
+        raise InvalidInput("--sessions needs counts of at least 1")
+    print(format_table([]).splitlines()[0], flush=True)
+    print(format_table([]).splitlines()[1], flush=True)
+    run_e2e(args.speech, sessions, args.url, args.models_dir, args.rate)
+    return 0
