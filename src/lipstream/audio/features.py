@@ -12,6 +12,9 @@ rule. ``offline_features`` and ``StreamingFeatureExtractor`` give the same frame
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -230,6 +233,49 @@ class StreamingFeatureExtractor:
             self._encoded = self._encoded[keep - self._encoded_first :]
             self._encoded_first = keep
         return frames
+
+
+class CachedEncoder:
+    """An encoder that remembers its recent outputs by the content of each mel window.
+
+    A stateless service making a stream's frames a few at a time sees each encoder window
+    again in up to 16 requests (a frame reads 16 feature rows); with this cache each window is
+    encoded once, so a request of one frame costs one encoder window instead of sixteen.
+    Thread-safe; at most ``max_windows`` outputs are kept (least recently used go first).
+    """
+
+    def __init__(self, encode: Encoder, max_windows: int = 8192) -> None:
+        self._encode = encode
+        self._max = max_windows
+        self._outputs: OrderedDict[bytes, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def __call__(self, windows: np.ndarray) -> np.ndarray:
+        windows = np.ascontiguousarray(windows, dtype=np.float32)
+        keys = [hashlib.blake2b(w.tobytes(), digest_size=16).digest() for w in windows]
+        out = np.empty((len(windows), tl.FEATURE_SIZE), dtype=np.float32)
+        missing = []
+        with self._lock:
+            for i, key in enumerate(keys):
+                found = self._outputs.get(key)
+                if found is None:
+                    missing.append(i)
+                else:
+                    self._outputs.move_to_end(key)
+                    out[i] = found
+            self.hits += len(keys) - len(missing)
+            self.misses += len(missing)
+        if missing:
+            encoded = _encode(self._encode, windows[missing])
+            out[missing] = encoded
+            with self._lock:
+                for i, row in zip(missing, encoded, strict=True):
+                    self._outputs[keys[i]] = row
+                while len(self._outputs) > self._max:
+                    self._outputs.popitem(last=False)
+        return out
 
 
 def features_at_rate(
