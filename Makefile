@@ -16,12 +16,9 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-# Until the streaming servers exist: list the avatars and make the demo avatar speak into a video.
+# The whole system on the demo avatar: open http://localhost:3000/index.html
 run: setup
-	$(VENV)/bin/lipstream models
-	mkdir -p out
-	$(VENV)/bin/lipstream render --model models/demo -o out/hello.mp4 \
-	  --text "Hello! I am the lipstream demo avatar. My lips follow the words I say."
+	$(VENV)/bin/lipstream serve --models-dir models
 
 # Debian packages the tests use: a real talking-head video with speech (opencv-doc), real
 # speech recordings (pocketsphinx-testdata) and the browser the console tests drive (chromium).
@@ -43,6 +40,7 @@ lint: setup
 
 bench: setup
 	$(VENV)/bin/lipstream bench model
+	$(VENV)/bin/lipstream bench e2e
 
 clean:
 	rm -rf $(VENV) build *.egg-info

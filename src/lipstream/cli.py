@@ -14,19 +14,36 @@ COMMAND_MODULES: list[str] = [
     "lipstream.bench",
     "lipstream.render",
     "lipstream.avatar.commands",
+    "lipstream.service.commands",
+    "lipstream.frames.commands",
+    "lipstream.serve",
+    "lipstream.web.commands",
 ]
-# Modules that need an optional extra: (module, the extra that provides it, its subcommands).
-OPTIONAL_COMMAND_MODULES: list[tuple[str, str, tuple[str, ...]]] = [
-    ("lipstream.avatar.train", "torch", ("train",)),
+# Modules that need an optional extra: (module, the extra that provides it, its subcommands
+# with their one-line help). They are imported only when one of their commands runs, so that
+# the other commands (the servers above all) start without loading PyTorch.
+OPTIONAL_COMMAND_MODULES: list[tuple[str, str, dict[str, str]]] = [
+    (
+        "lipstream.avatar.train",
+        "torch",
+        {"train": "train an avatar's lip-sync model from its dataset and write its package"},
+    ),
 ]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The full parser; optional modules are imported only if ``argv`` runs one of theirs."""
+    argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="lipstream", description=__doc__)
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
     for name, extra, commands in OPTIONAL_COMMAND_MODULES:
+        if not any(command in argv[:1] for command in commands):
+            for command, help_text in commands.items():
+                p = subparsers.add_parser(command, help=help_text, add_help=False)
+                p.add_argument("rest", nargs=argparse.REMAINDER)
+            continue
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
@@ -51,7 +68,7 @@ def _register_missing(subparsers, command: str, extra: str, missing: str) -> Non
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv).parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except LipstreamError as exc:

@@ -6,8 +6,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from lipstream.model import import_synctalk2d as synctalk2d_import
 from lipstream.model.package import InvalidPackage, ModelPackage, list_packages, load_package
+
+IMPORT_DESCRIPTION = (
+    "Turn a trained SyncTalk_2D dataset folder (full_body_img/, landmarks/, "
+    "checkpoint/<name>/<epoch>.pth, aud.wav) plus its AVE audio encoder into a lipstream model "
+    "package: crops and boxes from the landmarks, the avatar's video, the weights and speech."
+)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -15,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p = subparsers.add_parser(
         "import-synctalk2d",
         help="turn a trained SyncTalk_2D dataset into a model package",
-        description=synctalk2d_import.__doc__,
+        description=IMPORT_DESCRIPTION,
     )
     p.add_argument("dataset", type=Path, help="SyncTalk_2D dataset folder (full_body_img/, ...)")
     p.add_argument(
@@ -59,6 +64,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _cmd_import(args: argparse.Namespace) -> int:
+    # imported here: the importer needs PyTorch, which the other commands (and serving) do not
+    from lipstream.model import import_synctalk2d as synctalk2d_import
+
     pkg = synctalk2d_import.import_synctalk2d(
         args.dataset,
         audio_encoder=args.audio_encoder,
