@@ -1,0 +1,315 @@
+"""The gRPC lip-sync service: ``LipSyncService`` and ``grpc.health.v1`` on one ``grpc.aio`` server.
+
+``start_lipsync_server`` binds the port, loads the model packages and returns a handle (another
+command can run the service inside its own event loop); ``run_lipsync_server`` is the blocking
+entry of ``lipstream grpc``, stopping cleanly on SIGINT or SIGTERM. Requests are checked on the
+event loop; audio decoding, features, inference and JPEG encoding run on the batcher's worker.
+Errors map to status codes in one place (``status_code``); the message names the problem.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import TypeVar
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
+
+from lipstream.errors import (
+    InvalidInput,
+    LipstreamError,
+    ModelNotFound,
+    Overloaded,
+    PackageError,
+    ServiceUnavailable,
+)
+from lipstream.lifecycle import serve_until_signalled
+from lipstream.logs import announce, configure_logging
+from lipstream.model.package import check_name
+from lipstream.service import lipsync_pb2, lipsync_pb2_grpc
+from lipstream.service.batcher import Batcher, DeadlineExceeded, Job
+from lipstream.service.inputs import FrameRequest, decode_audio
+from lipstream.service.registry import LoadedModel, ModelInfo, ModelRegistry
+from lipstream.settings import Settings
+
+SERVICE_NAME = lipsync_pb2.DESCRIPTOR.services_by_name["LipSyncService"].full_name
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+PREDICTION_SHAPE = "320x320x3"
+STOP_GRACE_S = 5.0
+
+_T = TypeVar("_T")
+_log = logging.getLogger(__name__)
+
+# Most specific first: the first class an error is an instance of gives its status.
+_STATUS: tuple[tuple[type[LipstreamError], grpc.StatusCode], ...] = (
+    (DeadlineExceeded, grpc.StatusCode.DEADLINE_EXCEEDED),
+    (ModelNotFound, grpc.StatusCode.NOT_FOUND),
+    (InvalidInput, grpc.StatusCode.INVALID_ARGUMENT),
+    (Overloaded, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (ServiceUnavailable, grpc.StatusCode.UNAVAILABLE),
+    (PackageError, grpc.StatusCode.FAILED_PRECONDITION),
+)
+
+
+# Refusals the operator should hear of (the client's own mistakes are logged at INFO).
+_LOG_LEVEL = {
+    grpc.StatusCode.INTERNAL: logging.ERROR,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: logging.WARNING,
+    grpc.StatusCode.DEADLINE_EXCEEDED: logging.WARNING,
+    grpc.StatusCode.FAILED_PRECONDITION: logging.WARNING,
+}
+
+
+def status_code(exc: LipstreamError) -> grpc.StatusCode:
+    """The gRPC status an error of lipstream's hierarchy is answered with."""
+    for kind, code in _STATUS:
+        if isinstance(exc, kind):
+            return code
+    return grpc.StatusCode.INTERNAL
+
+
+def model_info_message(info: ModelInfo) -> lipsync_pb2.ModelInfo:
+    """A registry ``ModelInfo`` as the ``ModelInfo`` message (the field names are the same)."""
+    return lipsync_pb2.ModelInfo(**dataclasses.asdict(info))
+
+
+class LipSyncServicer(lipsync_pb2_grpc.LipSyncServiceServicer):
+    """The three RPCs of ``LipSyncService`` over a model registry and a batcher."""
+
+    def __init__(self, settings: Settings, registry: ModelRegistry, batcher: Batcher) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.batcher = batcher
+        self.ready = False  # set once the models of the models folder are loaded
+
+    async def GenerateBatchInference(
+        self, request: lipsync_pb2.BatchInferenceRequest, context: grpc.aio.ServicerContext
+    ) -> lipsync_pb2.BatchInferenceResponse:
+        return await _answer(context, "GenerateBatchInference", self._generate(request, context))
+
+    async def LoadModel(
+        self, request: lipsync_pb2.LoadModelRequest, context: grpc.aio.ServicerContext
+    ) -> lipsync_pb2.LoadModelResponse:
+        return await _answer(context, "LoadModel", self._load(request))
+
+    async def ListModels(
+        self, request: lipsync_pb2.ListModelsRequest, context: grpc.aio.ServicerContext
+    ) -> lipsync_pb2.ListModelsResponse:
+        infos = [model_info_message(loaded.info) for loaded in self.registry.models()]
+        return lipsync_pb2.ListModelsResponse(models=infos)
+
+    def _require_ready(self) -> None:
+        if not self.ready:
+            raise ServiceUnavailable(
+                "the lip-sync service is still loading its models; retry in a few seconds"
+            )
+
+    async def _generate(
+        self, request: lipsync_pb2.BatchInferenceRequest, context: grpc.aio.ServicerContext
+    ) -> lipsync_pb2.BatchInferenceResponse:
+        received = time.perf_counter()
+        self._require_ready()
+        loaded = self.registry.get(request.model_name)
+        frames = FrameRequest.from_message(
+            request,
+            frame_count=loaded.info.frame_count,
+            default_sample_rate=self.settings.audio_sample_rate,
+        )
+        model = loaded.model
+        remaining = context.time_remaining()
+        deadline = None if remaining is None else time.monotonic() + remaining
+        job = Job(
+            generator=model.runtime,
+            frame_ids=frames.frame_ids,
+            features=partial(frames.features, loaded.encoder),
+            deadline=deadline,
+        )
+        result = await self.batcher.submit(job)
+        bounds = model.package.bounds
+        processing_ms = round(result.compute_ms)
+        responses = [
+            lipsync_pb2.InferenceResponse(
+                success=True,
+                prediction_data=jpeg,
+                bounds=[float(v) for v in bounds[frame_id]],
+                processing_time_ms=processing_ms,
+                model_name=loaded.name,
+                frame_id=frame_id,
+                prediction_shape=PREDICTION_SHAPE,
+                frame_index=frames.first_frame_index + i,
+            )
+            for i, (frame_id, jpeg) in enumerate(zip(frames.frame_ids, result.jpegs, strict=True))
+        ]
+        total_ms = 1000.0 * (time.perf_counter() - received)
+        _log.debug(
+            "session %s: %d frames of %s from frame %d in %.1f ms (batch of %d, queued %.1f ms)",
+            frames.session_id or "-",
+            len(responses),
+            loaded.name,
+            frames.first_frame_index,
+            total_ms,
+            result.batch_frames,
+            result.queue_ms,
+        )
+        return lipsync_pb2.BatchInferenceResponse(
+            responses=responses,
+            total_processing_time_ms=round(total_ms),
+            batch_frames=result.batch_frames,
+            queue_time_ms=result.queue_ms,
+        )
+
+    async def _load(self, request: lipsync_pb2.LoadModelRequest) -> lipsync_pb2.LoadModelResponse:
+        self._require_ready()
+        name = check_name(request.model_name)
+        warmup = request.audio_override if request.HasField("audio_override") else None
+        loaded = await asyncio.to_thread(self._load_blocking, name, request.package_path, warmup)
+        info = loaded.info
+        return lipsync_pb2.LoadModelResponse(
+            success=True,
+            model_name=name,
+            message=(
+                f"loaded {name} from {loaded.path} ({info.runtime}, {info.frame_count} frames, "
+                f"{info.fps} fps)"
+            ),
+            initialization_time_ms=round(loaded.load_ms),
+            model=model_info_message(info),
+        )
+
+    def _load_blocking(self, name: str, package_path: str, warmup_b64: str | None) -> LoadedModel:
+        warmup = None
+        if warmup_b64:
+            warmup = decode_audio(warmup_b64, self.settings.audio_sample_rate, "audio_override")
+        return self.registry.load(name, package_path, warmup)
+
+
+async def _answer(context: grpc.aio.ServicerContext, rpc: str, work: Awaitable[_T]) -> _T:
+    """Run an RPC's work, answering lipstream's errors with their status and message."""
+    try:
+        return await work
+    except LipstreamError as exc:
+        code = status_code(exc)
+        level = _LOG_LEVEL.get(code, logging.INFO)
+        _log.log(level, "%s refused (%s): %s", rpc, code.name, exc)
+        await context.abort(code, str(exc))
+    except Exception as exc:
+        _log.exception("%s failed", rpc)
+        await context.abort(grpc.StatusCode.INTERNAL, f"{rpc} failed: {type(exc).__name__}: {exc}")
+    raise AssertionError("context.abort returned")  # pragma: no cover
+
+
+@dataclass(eq=False)
+class LipSyncServer:
+    """A running lip-sync service: where it listens and what it serves."""
+
+    server: grpc.aio.Server
+    host: str
+    port: int  # the port actually bound (a free one when 0 was asked for)
+    registry: ModelRegistry
+    batcher: Batcher
+    servicer: LipSyncServicer
+    health: health_aio.HealthServicer
+    load_errors: dict[str, str] = field(default_factory=dict)  # package folder -> why skipped
+    _stopped: bool = False
+
+    @property
+    def address(self) -> str:
+        """``host:port`` for a client on this machine to dial."""
+        host = self.host
+        if host in ("", "0.0.0.0", "::", "[::]"):  # listening everywhere: dial loopback
+            host = "127.0.0.1"
+        elif ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"{host}:{self.port}"
+
+    async def stop(self, grace: float | None = STOP_GRACE_S) -> None:
+        """Report NOT_SERVING, let RPCs in flight finish for ``grace`` s, stop the worker."""
+        if self._stopped:
+            return
+        self._stopped = True
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+        await asyncio.to_thread(self.batcher.close)
+        _log.info("lip-sync service on port %d stopped", self.port)
+
+    async def wait_for_termination(self) -> None:
+        """Wait until the server stops."""
+        await self.server.wait_for_termination()
+
+
+async def start_lipsync_server(
+    settings: Settings,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    registry: ModelRegistry | None = None,
+) -> LipSyncServer:
+    """Bind, load the models and serve; returns once the service is ready for inference.
+
+    ``host`` and ``port`` override HOST and GRPC_SERVER_PORT (port 0 takes a free port, see
+    ``.port``). ``registry`` replaces the one built from MODELS_DIR, RUNTIME and DEVICE.
+    Prints the guide's start-up lines. Raises LipstreamError when the port cannot be bound.
+    """
+    configure_logging(settings, "grpc")
+    host = settings.host if host is None else host
+    port = settings.grpc_server_port if port is None else port
+    registry = registry or ModelRegistry(settings.models_dir, settings.runtime, settings.device)
+    batcher = Batcher(
+        batch_window_ms=settings.batch_window_ms,
+        max_batch_frames=settings.max_batch_frames,
+        max_queued_frames=settings.max_queued_frames,
+    )
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ]
+    )
+    servicer = LipSyncServicer(settings, registry, batcher)
+    lipsync_pb2_grpc.add_LipSyncServiceServicer_to_server(servicer, server)
+    health = health_aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    for service in ("", SERVICE_NAME):
+        await health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
+
+    address = f"{host}:{port}"
+    try:
+        bound = server.add_insecure_port(address)
+    except RuntimeError as exc:
+        bound = 0
+        reason = str(exc)
+    else:
+        reason = "the port is in use or the address is not on this machine"
+    if not bound:
+        batcher.close()
+        raise LipstreamError(f"cannot listen on {address}: {reason} (set GRPC_SERVER_PORT/HOST)")
+    handle = LipSyncServer(server, host, bound, registry, batcher, servicer, health)
+    announce(f"gRPC Lip Sync Service starting on port {bound}")
+    await server.start()
+    try:
+        announce("Loading models...")
+        handle.load_errors = await asyncio.to_thread(registry.load_all)
+    except BaseException:
+        await handle.stop(0)
+        raise
+    servicer.ready = True
+    for service in ("", SERVICE_NAME):
+        await health.set(service, health_pb2.HealthCheckResponse.SERVING)
+    names = registry.names()
+    _log.info(
+        "serving %d model(s) on %s: %s", len(names), handle.address, ", ".join(names) or "none"
+    )
+    announce("Service ready for inference")
+    return handle
+
+
+def run_lipsync_server(settings: Settings) -> int:
+    """Serve until SIGINT or SIGTERM (the ``lipstream grpc`` command); returns the exit code."""
+    asyncio.run(serve_until_signalled(start_lipsync_server(settings)))
+    return 0
