@@ -67,7 +67,7 @@ async def start_system(settings: Settings) -> RunningSystem:
     except BaseException:
         await lipsync.stop()
         raise
-    announce(f"lipstream is up: open {web.url}/index.html")
+    announce(f"lipstream is up: open {web.browser_url}/index.html")
     return RunningSystem(lipsync, frames, web, settings)
 
 

@@ -267,8 +267,10 @@ class OnnxAudioEncoder:
         import onnxruntime as ort
 
         self.providers = onnx_providers(providers)
+        # No spinning: the encoder runs between generator calls, and threads left spinning
+        # after it would take the cores the generator needs next.
         self._session = ort.InferenceSession(
-            str(model_path), session_options(threads), providers=self.providers
+            str(model_path), session_options(threads, spinning=False), providers=self.providers
         )
         self.name = "onnx-audio-encoder"
 
