@@ -1,4 +1,4 @@
-"""``lipstream bench model`` times every runtime and prints a readable table."""
+"""The benchmarks: `lipstream bench model` times every runtime; `bench e2e` streams speech."""
 
 from __future__ import annotations
 
@@ -46,3 +46,25 @@ def test_synthetic_inputs_have_the_runtime_shapes():
     assert crops.shape == (2, 320, 320, 3) and crops.dtype == np.uint8
     audio = bench.synthetic_audio(2)
     assert audio.shape == (2, 32, 16, 16) and audio.dtype == np.float32
+
+
+def test_bench_e2e_streams_speech_through_the_system_and_gets_every_frame(
+    running_system, speech_wav
+):
+    import asyncio
+
+    from lipstream import bench_e2e
+    from lipstream.audio.files import read_audio_file
+
+    rate = 24000
+    pcm = read_audio_file(speech_wav, rate).samples
+    row = asyncio.run(bench_e2e.run_sessions(running_system.websocket_url, pcm, rate, 2))
+
+    assert row["sessions"] == 2
+    assert row["errors"] == []
+    assert row["missing_frames"] == 0  # every 40 ms of speech, in both sessions, got its frame
+    assert row["fps_per_session"] > 0
+    for key in ("server_latency_p50_ms", "client_latency_p95_ms"):
+        assert 0 <= row[key] < 10_000, key
+    table = bench_e2e.format_table([row])
+    assert table.splitlines()[-1].startswith("| 2 | ")
