@@ -1,0 +1,390 @@
+// Playback clock and frame scheduling: what the user hears and which mouth frame they see.
+//
+// The frame generator's session has one audio timeline (docs/frame-protocol.md): every PCM16
+// sample sent advances it, `end_of_speech` and `interrupt` round it up to the next frame
+// boundary, and frame k covers [40k ms, 40k + 40 ms). AvSync mirrors that timeline, plays the
+// very audio it sent through Web Audio, delayed by the pipeline latency, and answers "which
+// frame now?" from the AudioContext clock. Audio and mouth hang on one clock and one sample
+// count, so there is nothing to drift apart over a long session.
+//
+// A speech segment maps a stretch of timeline onto AudioContext time:
+//   ctxTime(t) = seg.ctxStart + (t - seg.t0) / sampleRate.
+// A segment starts when audio begins after silence (or after a stall too long to hide), and
+// ends at `end_of_speech` or `interrupt`.
+//
+// Two ways to choose ctxStart:
+// - live sources (microphone, remote track) cannot wait: a segment starts the pipeline latency
+//   the frame generator reports (plus what late frames taught) after its first chunk;
+// - clips (files, synthesised speech) are sent ahead of real time and can wait: their audio is
+//   held until the first frames are actually back (a measured cushion), then plays.
+
+const MIN_SCHEDULE_LEAD_S = 0.02; // a chunk due sooner than this starts a new segment
+const MIN_DELAY_MS = 150; // never start playing sooner than this after the first chunk
+const MAX_EXTRA_MS = 1500;
+const MAX_QUEUED_FRAMES = 400;
+const HOLD_MISSING_FRAMES = 2; // keep the last mouth this many frames when the next is late
+const LATE_FRAMES_TO_REANCHOR = 3;
+const CLIP_CUSHION_MS = 320; // frames a clip waits for before it starts playing
+const CLIP_MAX_WAIT_S = 4; // ... but it plays after this long even without them
+const CLIP_START_MARGIN_S = 0.05;
+const OFFSET_WINDOW = 250; // paints in the rolling A/V offset statistics (a few seconds)
+
+export class AvSync {
+  constructor(ctx, destination, { sampleRate = 24000, frameMs = 40 } = {}) {
+    this.ctx = ctx;
+    this.destination = destination;
+    this.sampleRate = sampleRate;
+    this.frameMs = frameMs;
+    this.samplesPerFrame = Math.round((sampleRate * frameMs) / 1000);
+    // The server's figure (lookahead + chunk + processing + margin) replaces this on connect.
+    this.pipelineLatencyMs = 700;
+    this.safetyMs = 40; // decode, network and scheduling jitter on this side
+    this.extraMs = 0; // learned from frames that came late
+    this._nodes = new Set();
+    this.reset();
+  }
+
+  /** Forget everything: a new frame generator session starts at timeline 0. */
+  reset() {
+    this._stopAudio();
+    this.timeline = 0; // samples on this session's timeline
+    this.segments = [];
+    this.frames = new Map();
+    this.minFrameIndex = 0;
+    this.lastShown = null;
+    this._missedIndex = null;
+    this.counters = {
+      framesReceived: 0, // mouth frames that arrived
+      framesShown: 0, // ... and were put on screen
+      framesLate: 0, // ... arrived after their time had passed
+      framesSkipped: 0, // ... were queued but their time passed without a paint
+      framesDiscarded: 0, // ... belonged to audio dropped by an interrupt
+      framesMissed: 0, // frame times with no mouth ready
+      segments: 0,
+      reanchors: 0,
+      audioChunks: 0,
+    };
+    this.offsets = [];
+    this.offsetAll = { n: 0, sum: 0, min: Infinity, max: -Infinity };
+  }
+
+  /** The playback delay a new live segment gets, in ms. */
+  get delayMs() {
+    return this.pipelineLatencyMs + this.safetyMs + this.extraMs;
+  }
+
+  setPipelineLatency(ms) {
+    if (Number.isFinite(ms) && ms > 0) this.pipelineLatencyMs = ms;
+  }
+
+  get current() {
+    const seg = this.segments[this.segments.length - 1];
+    return seg && seg.open ? seg : null;
+  }
+
+  /**
+   * Schedule one chunk that was just sent to the frame generator.
+   * `aheadMs`: how far ahead of real time the source sends (clips), time the frame generator can
+   * spend on lookahead and inference, so their segments start with that much less delay.
+   * `live`: the source runs at real-time pace (microphone, remote track) and cannot wait, so
+   * frames arriving late make it start a new segment with a longer delay.
+   */
+  pushAudio(int16, { aheadMs = 0, live = true } = {}) {
+    const now = this.ctx.currentTime;
+    let seg = this.current;
+    if (seg && seg.ctxStart !== null && this._ctxTime(seg, this.timeline) < now + MIN_SCHEDULE_LEAD_S) {
+      seg.open = false; // the source stalled longer than the delay: start again from here
+      seg = null;
+      this.counters.reanchors += 1;
+    }
+    if (!seg) seg = this._openSegment(now, aheadMs, live);
+    if (seg.ctxStart === null) seg.held.push({ t: this.timeline, pcm: int16 });
+    else this._schedule(int16, this._ctxTime(seg, this.timeline));
+    this.timeline += int16.length;
+    seg.tEnd = this.timeline;
+    this.counters.audioChunks += 1;
+  }
+
+  _schedule(int16, when) {
+    const buffer = this.ctx.createBuffer(1, int16.length, this.sampleRate);
+    const data = buffer.getChannelData(0);
+    for (let i = 0; i < int16.length; i++) data[i] = int16[i] / 32768;
+    const node = this.ctx.createBufferSource();
+    node.buffer = buffer;
+    node.connect(this.destination);
+    node.onended = () => this._nodes.delete(node);
+    node.start(when);
+    this._nodes.add(node);
+  }
+
+  /** Start a held clip segment once its cushion of frames is back (or it waited too long). */
+  _maybeStart(seg, now = this.ctx.currentTime) {
+    if (seg.ctxStart !== null) return;
+    const firstFrame = Math.floor(seg.t0 / this.samplesPerFrame);
+    const lastFrame = Math.ceil(seg.tEnd / this.samplesPerFrame) - 1;
+    const cushion = Math.ceil((CLIP_CUSHION_MS + this.extraMs) / this.frameMs);
+    const wanted = seg.open ? firstFrame + cushion - 1 : Math.min(firstFrame + cushion - 1, lastFrame);
+    if (seg.maxFrameIn < wanted && now - seg.openedAt < CLIP_MAX_WAIT_S) return;
+    const prev = this.segments[this.segments.indexOf(seg) - 1];
+    const prevEnd = prev && prev.ctxStart !== null ? this._ctxTime(prev, prev.tEnd) : 0;
+    seg.ctxStart = Math.max(now + CLIP_START_MARGIN_S, prevEnd);
+    for (const { t, pcm } of seg.held) this._schedule(pcm, this._ctxTime(seg, t));
+    seg.held = [];
+  }
+
+  _openSegment(now, aheadMs, live) {
+    const prev = this.segments[this.segments.length - 1];
+    if (prev) {
+      // Learn from the last segment: cover its worst lateness, give back unused margin slowly.
+      if (prev.maxLateMs > 0) this.extraMs = Math.min(MAX_EXTRA_MS, this.extraMs + prev.maxLateMs + 30);
+      else if (prev.minSlackMs > 200) this.extraMs = Math.max(0, this.extraMs - (prev.minSlackMs - 200) / 2);
+    }
+    const delayS = Math.max(MIN_DELAY_MS, this.delayMs - aheadMs) / 1000;
+    // Never overlap audio still scheduled from the previous segment.
+    const prevEnd = prev && prev.ctxStart !== null ? this._ctxTime(prev, prev.tEnd) : 0;
+    const seg = {
+      t0: this.timeline,
+      tEnd: this.timeline,
+      ctxStart: live ? Math.max(now + delayS, prevEnd) : null,
+      held: [],
+      openedAt: now,
+      open: true,
+      live,
+      maxFrameIn: -1,
+      maxLateMs: 0,
+      minSlackMs: Infinity,
+      late: 0,
+    };
+    this.segments.push(seg);
+    if (this.segments.length > 8) this.segments.shift();
+    this.counters.segments += 1;
+    return seg;
+  }
+
+  _ctxTime(seg, t) {
+    return seg.ctxStart + (t - seg.t0) / this.sampleRate;
+  }
+
+  /** The frame generator refused a chunk (`audio_buffer_full`): it is not on its timeline. */
+  refused(samples) {
+    this.timeline = Math.max(0, this.timeline - samples);
+    const seg = this.current;
+    if (seg) seg.tEnd = Math.max(seg.t0, this.timeline);
+  }
+
+  /** `end_of_speech` was sent: the timeline rounds up to a frame boundary; the segment closes. */
+  endSpeech() {
+    this.timeline = this._roundUp(this.timeline);
+    const seg = this.current;
+    if (seg) {
+      seg.tEnd = this.timeline;
+      seg.open = false;
+      this._maybeStart(seg);
+    }
+  }
+
+  /** `interrupt` was sent: silence now, drop every queued frame, round the timeline up. */
+  interrupt() {
+    this._stopAudio();
+    this.timeline = this._roundUp(this.timeline);
+    this.segments = [];
+    this.minFrameIndex = this.timeline / this.samplesPerFrame;
+    this.counters.framesDiscarded += this.frames.size;
+    this.frames.clear();
+    this.lastShown = null;
+  }
+
+  /** A `current_frame` arrived (`frame.index` is its frame_index); false if it is of no use. */
+  addFrame(frame) {
+    this.counters.framesReceived += 1;
+    if (frame.index < this.minFrameIndex) {
+      this.counters.framesDiscarded += 1; // made from audio an interrupt dropped
+      return false;
+    }
+    const seg = this._segmentOf(frame.index);
+    if (seg) seg.maxFrameIn = Math.max(seg.maxFrameIn, frame.index);
+    if (seg && seg.ctxStart === null) this._maybeStart(seg);
+    if (seg && seg.ctxStart !== null) {
+      const slackMs = (this._ctxTime(seg, frame.index * this.samplesPerFrame) - this.ctx.currentTime) * 1000;
+      seg.minSlackMs = Math.min(seg.minSlackMs, slackMs);
+      if (slackMs < -this.frameMs) {
+        this.counters.framesLate += 1;
+        seg.maxLateMs = Math.max(seg.maxLateMs, -slackMs);
+        seg.late += 1;
+        // A live source never pauses by itself: after a few late frames the next chunk opens
+        // a new segment with the longer delay (a short gap in the audio, then lip sync again).
+        if (seg.live && seg.open && seg.late >= LATE_FRAMES_TO_REANCHOR) seg.open = false;
+        return false;
+      }
+    }
+    this.frames.set(frame.index, frame);
+    if (this.frames.size > MAX_QUEUED_FRAMES) {
+      const oldest = Math.min(...this.frames.keys());
+      this.frames.delete(oldest);
+      this.counters.framesSkipped += 1;
+    }
+    return true;
+  }
+
+  _segmentOf(index) {
+    const t = index * this.samplesPerFrame;
+    for (let i = this.segments.length - 1; i >= 0; i--) {
+      const seg = this.segments[i];
+      if (t + this.samplesPerFrame > seg.t0 && (t < seg.tEnd || seg.open)) return seg;
+    }
+    return null;
+  }
+
+  /** AudioContext time at which frame `index` starts playing, or null if not scheduled. */
+  ctxTimeOfFrame(index) {
+    const seg = this._segmentOf(index);
+    return seg && seg.ctxStart !== null ? this._ctxTime(seg, index * this.samplesPerFrame) : null;
+  }
+
+  /** AudioContext time of the sample the listener hears at performance time `perfMs`. */
+  audibleCtxTime(perfMs) {
+    const ctx = this.ctx;
+    if (typeof ctx.getOutputTimestamp === 'function') {
+      const ts = ctx.getOutputTimestamp();
+      if (ts.performanceTime > 0) return ts.contextTime + (perfMs - ts.performanceTime) / 1000;
+    }
+    return ctx.currentTime - (ctx.baseLatency || 0) - (ctx.outputLatency || 0);
+  }
+
+  /** Timeline position (ms) heard at performance time `perfMs`, or null outside speech. */
+  positionAt(perfMs) {
+    const c = this.audibleCtxTime(perfMs);
+    for (let i = this.segments.length - 1; i >= 0; i--) {
+      const seg = this.segments[i];
+      if (seg.ctxStart === null) {
+        this._maybeStart(seg); // a clip still waiting for its frames: has it waited too long?
+        continue;
+      }
+      if (c >= seg.ctxStart && c < this._ctxTime(seg, seg.tEnd)) {
+        return ((seg.t0 + (c - seg.ctxStart) * this.sampleRate) / this.sampleRate) * 1000;
+      }
+    }
+    return null;
+  }
+
+  /** Is any speech still to be heard (open, playing or scheduled)? */
+  get pending() {
+    const c = this.audibleCtxTime(performance.now());
+    return this.segments.some((s) => s.open || s.ctxStart === null || this._ctxTime(s, s.tEnd) > c);
+  }
+
+  /**
+   * The mouth frame to present at performance time `presentMs` (when the next paint reaches the
+   * screen). Returns null to show the idle avatar, else {frame, index, fresh, positionMs}, where
+   * `frame` is null while speech plays but no mouth is ready (the avatar shows without one).
+   */
+  pick(presentMs) {
+    const pos = this.positionAt(presentMs);
+    if (pos === null) {
+      this._dropStale(presentMs);
+      this.lastShown = null;
+      return null;
+    }
+    const k = Math.floor(pos / this.frameMs);
+    this._dropBefore(k);
+    const frame = this.frames.get(k);
+    if (frame && frame.ready) {
+      const fresh = !frame.shown;
+      if (fresh) {
+        frame.shown = true;
+        this.counters.framesShown += 1;
+      }
+      this._recordOffset(this._offsetMs(pos, k));
+      this.lastShown = frame;
+      return { frame, index: k, fresh, positionMs: pos };
+    }
+    if (this._missedIndex !== k) {
+      this._missedIndex = k;
+      this.counters.framesMissed += 1;
+    }
+    if (this.lastShown && this.lastShown.index >= k - HOLD_MISSING_FRAMES) {
+      this._recordOffset(this._offsetMs(pos, this.lastShown.index));
+      return { frame: this.lastShown, index: this.lastShown.index, fresh: false, positionMs: pos };
+    }
+    this.lastShown = null;
+    return { frame: null, index: k, fresh: false, positionMs: pos };
+  }
+
+  /**
+   * A/V offset of one paint, in ms: the audio heard minus the middle of the shown frame's 40 ms.
+   * The right frame reads within +-20 (a 25 fps picture cannot do better); a frame held while
+   * the next one is late reads 20-60 per frame it is behind; positive means audio leads.
+   */
+  _offsetMs(positionMs, index) {
+    return positionMs - (index + 0.5) * this.frameMs;
+  }
+
+  /** A/V offset statistics in ms over the paints during speech (see _offsetMs). */
+  offsetStats() {
+    const w = this.offsets;
+    const all = this.offsetAll;
+    return {
+      lastMs: w.length ? w[w.length - 1] : null,
+      meanMs: all.n ? all.sum / all.n : null,
+      recentMeanMs: w.length ? w.reduce((a, b) => a + b, 0) / w.length : null,
+      minMs: all.n ? all.min : null,
+      maxMs: all.n ? all.max : null,
+      maxAbsMs: all.n ? Math.max(Math.abs(all.min), Math.abs(all.max)) : null,
+      count: all.n,
+    };
+  }
+
+  queuedFrames() {
+    return this.frames.size;
+  }
+
+  _recordOffset(ms) {
+    this.offsets.push(ms);
+    if (this.offsets.length > OFFSET_WINDOW) this.offsets.shift();
+    const a = this.offsetAll;
+    a.n += 1;
+    a.sum += ms;
+    a.min = Math.min(a.min, ms);
+    a.max = Math.max(a.max, ms);
+  }
+
+  _dropBefore(k) {
+    for (const [index, frame] of this.frames) {
+      if (index < k) {
+        this.frames.delete(index);
+        if (!frame.shown) this.counters.framesSkipped += 1;
+      }
+    }
+  }
+
+  _dropStale(presentMs) {
+    // Outside speech: keep frames still to come, drop those whose time has passed.
+    const heard = this.audibleCtxTime(presentMs);
+    for (const [index, frame] of this.frames) {
+      const seg = this._segmentOf(index);
+      if (seg && seg.ctxStart === null) continue; // its clip has not started yet
+      const due = this.ctxTimeOfFrame(index);
+      if (due === null || due + this.frameMs / 1000 < heard) {
+        this.frames.delete(index);
+        if (!frame.shown) this.counters.framesSkipped += 1;
+      }
+    }
+  }
+
+  _roundUp(samples) {
+    return Math.ceil(samples / this.samplesPerFrame) * this.samplesPerFrame;
+  }
+
+  _stopAudio() {
+    for (const node of this._nodes) {
+      try {
+        node.onended = null;
+        node.stop();
+        node.disconnect();
+      } catch {
+        // already stopped
+      }
+    }
+    this._nodes = new Set();
+  }
+}

@@ -1,0 +1,157 @@
+// WebSocket client of the frame generator (docs/frame-protocol.md), with reconnect and backoff.
+//
+// One connection is one session on the server: a fresh connection starts a fresh timeline, so
+// the app resets its playback clock on every `open`. Server messages are re-dispatched as DOM
+// events named after their `type` (`current_frame`, `stats`, `model_changed`, ...), with the
+// parsed message as `event.detail`.
+
+const BACKOFF_MS = [250, 500, 1000, 2000, 4000];
+const MAX_BACKOFF_MS = 5000;
+const PONG_TIMEOUT_MS = 6000; // a connection that stops answering pings is treated as dead
+const MAX_BUFFERED_BYTES = 2 * 1024 * 1024; // audio is dropped, not queued, past this backlog
+
+export class FrameClient extends EventTarget {
+  constructor(url, { statsIntervalMs = 1000, pingIntervalMs = 2000 } = {}) {
+    super();
+    this.url = url;
+    this.statsIntervalMs = statsIntervalMs;
+    this.pingIntervalMs = pingIntervalMs;
+    this.state = 'idle'; // idle | connecting | open | reconnecting | stopped
+    this.attempt = 0;
+    this.retryAt = null;
+    this.lastError = null;
+    this.rttMs = null;
+    this.sessionsOpened = 0;
+    this.bytesDropped = 0;
+    this.ws = null;
+    this._timers = [];
+    this._retryTimer = null;
+    this._lastPong = 0;
+  }
+
+  start() {
+    if (this.state !== 'idle' && this.state !== 'stopped') return;
+    this._connect();
+  }
+
+  stop() {
+    this._setState('stopped');
+    clearTimeout(this._retryTimer);
+    this._clearTimers();
+    if (this.ws) this.ws.close(1000, 'console closed');
+    this.ws = null;
+  }
+
+  get isOpen() {
+    return this.state === 'open' && this.ws?.readyState === WebSocket.OPEN;
+  }
+
+  /** Send a JSON message; false when the connection is not open. */
+  send(message) {
+    if (!this.isOpen) return false;
+    this.ws.send(JSON.stringify(message));
+    return true;
+  }
+
+  /** Send PCM16 mono audio as a binary frame; false when it could not be sent. */
+  sendAudio(int16) {
+    if (!this.isOpen) return false;
+    if (this.ws.bufferedAmount > MAX_BUFFERED_BYTES) {
+      this.bytesDropped += int16.byteLength;
+      return false;
+    }
+    this.ws.send(int16.byteOffset === 0 && int16.byteLength === int16.buffer.byteLength
+      ? int16.buffer
+      : int16.slice().buffer);
+    return true;
+  }
+
+  _connect() {
+    clearTimeout(this._retryTimer);
+    this._setState(this.attempt === 0 ? 'connecting' : 'reconnecting');
+    let ws;
+    try {
+      ws = new WebSocket(this.url);
+    } catch (err) {
+      this.lastError = `bad frame generator address ${this.url}: ${err.message}`;
+      this._scheduleRetry();
+      return;
+    }
+    ws.binaryType = 'arraybuffer';
+    this.ws = ws;
+    ws.onopen = () => {
+      if (this.ws !== ws) return;
+      this.attempt = 0;
+      this.retryAt = null;
+      this.lastError = null;
+      this.sessionsOpened += 1;
+      this._lastPong = performance.now();
+      this._setState('open');
+      ws.send(JSON.stringify({ type: 'configure', push_frames: true }));
+      this.dispatchEvent(new CustomEvent('open', { detail: { session: this.sessionsOpened } }));
+      this._startTimers();
+    };
+    ws.onmessage = (event) => {
+      if (this.ws !== ws || typeof event.data !== 'string') return;
+      let message;
+      try {
+        message = JSON.parse(event.data);
+      } catch {
+        return;
+      }
+      if (message.type === 'pong') {
+        this._lastPong = performance.now();
+        if (typeof message.sent_at === 'number') this.rttMs = performance.now() - message.sent_at;
+      }
+      this.dispatchEvent(new CustomEvent(message.type, { detail: message }));
+      this.dispatchEvent(new CustomEvent('message', { detail: message }));
+    };
+    ws.onclose = (event) => {
+      if (this.ws !== ws) return;
+      this._clearTimers();
+      this.ws = null;
+      if (this.state === 'stopped') return;
+      const wasOpen = this.state === 'open';
+      if (event.code === 1013) this.lastError = 'the frame generator is full (too many sessions)';
+      else if (wasOpen) this.lastError = `connection lost (code ${event.code})`;
+      else this.lastError = 'cannot connect';
+      this.dispatchEvent(new CustomEvent('close', { detail: { code: event.code, wasOpen } }));
+      this._scheduleRetry();
+    };
+    ws.onerror = () => {}; // onclose follows and carries the story
+  }
+
+  _scheduleRetry() {
+    const base = BACKOFF_MS[Math.min(this.attempt, BACKOFF_MS.length - 1)] ?? MAX_BACKOFF_MS;
+    const delay = Math.min(MAX_BACKOFF_MS, base) * (0.85 + 0.3 * Math.random());
+    this.attempt += 1;
+    this.retryAt = performance.now() + delay;
+    this._setState('reconnecting');
+    this._retryTimer = setTimeout(() => this._connect(), delay);
+  }
+
+  _startTimers() {
+    const ws = this.ws;
+    this._timers.push(setInterval(() => this.send({ type: 'get_stats' }), this.statsIntervalMs));
+    this._timers.push(setInterval(() => {
+      if (performance.now() - this._lastPong > PONG_TIMEOUT_MS && this.ws === ws) {
+        this.lastError = 'the frame generator stopped answering';
+        ws.close(4000, 'no pong');
+        return;
+      }
+      this.send({ type: 'ping', sent_at: performance.now() });
+    }, this.pingIntervalMs));
+    this.send({ type: 'get_stats' });
+  }
+
+  _clearTimers() {
+    for (const t of this._timers) clearInterval(t);
+    this._timers = [];
+  }
+
+  _setState(state) {
+    if (this.state === state && state !== 'reconnecting') return;
+    this.state = state;
+    this.dispatchEvent(new CustomEvent('state', { detail: { state } }));
+  }
+}
