@@ -10,7 +10,7 @@ from lipstream.audio.features import offline_features, segment_features
 from lipstream.audio.pcm import AudioChunk, float_to_pcm16
 from lipstream.audio.resample import resample
 from lipstream.errors import InvalidInput, Overloaded
-from lipstream.frames.session import ModelFacts, Session
+from lipstream.frames.session import ModelFacts, Session, Timings
 from lipstream.schedule import pingpong_frame_id
 
 RATE = 24000
@@ -187,3 +187,61 @@ def test_sample_rate_changes_only_while_idle():
         session.set_sample_rate(48000)
     with pytest.raises(InvalidInput, match="16000 Hz"):
         session.push_audio(AudioChunk(np.zeros(960, np.int16), 24000))
+
+
+def test_the_processing_estimate_covers_slow_frames_and_starts_from_the_servers_recent_ones():
+    clock = [0.0]
+    server_timings = Timings()
+
+    def speak(session: Session, seconds: float, processing_s: list[float]) -> None:
+        """Stream speech in real time; answer each job after the next of ``processing_s``."""
+        answered = 0
+
+        def answer_jobs() -> None:
+            nonlocal answered
+            for job in iter(session.next_job, None):
+                clock[0] += processing_s[answered % len(processing_s)]
+                session.complete(job, mouths_for(job))
+                session.take_frames()
+                answered += 1
+
+        pcm = speechlike(seconds)
+        start = clock[0]
+        for i, at in enumerate(range(0, len(pcm), CHUNK)):
+            clock[0] = max(clock[0], start + 0.04 * (i + 1))  # chunks come at real-time pace
+            session.push_audio(AudioChunk(pcm[at : at + CHUNK], RATE))
+            answer_jobs()
+        session.end_of_speech()
+        answer_jobs()
+
+    first = new_session(batch_size=1, clock=lambda: clock[0], shared_timings=server_timings)
+    assert first.processing_estimate_ms() == 150.0  # nothing measured yet: the guess
+    # mostly 50 ms, one frame in twenty at 300 ms: the estimate covers the slow ones too
+    speak(first, 4.0, [0.05] * 19 + [0.3])
+    assert first.processing_estimate_ms() >= 250
+
+    second = new_session(batch_size=1, clock=lambda: clock[0], shared_timings=server_timings)
+    # a new session starts from what the server's frames took, not from the guess
+    assert second.processing_estimate_ms() >= 250
+    speak(second, 4.0, [0.02])
+    assert second.processing_estimate_ms() < 150  # ... then its own frames take over
+
+
+def test_audio_sent_ahead_of_real_time_is_not_counted_as_latency():
+    clock = [0.0]
+    session = new_session(batch_size=5, clock=lambda: clock[0])
+    pcm = speechlike(3.0)
+    for at in range(0, len(pcm), CHUNK):  # a clip: all of it at once
+        session.push_audio(AudioChunk(pcm[at : at + CHUNK], RATE))
+    session.end_of_speech()
+    frames = []
+    for job in iter(session.next_job, None):
+        clock[0] += 0.1  # 20 ms a frame: faster than the clip's frames fall due
+        session.complete(job, mouths_for(job))
+        frames += session.take_frames()
+
+    assert len(frames) == 75
+    # each frame was ready before its audio was due at real-time pace: no latency to cover,
+    assert session.timings.latency.percentile(100) == 0.0
+    # ... but a stream at real-time pace would still wait for each job: that is the estimate
+    assert session.processing_estimate_ms() == pytest.approx(100.0)

@@ -31,7 +31,7 @@ from lipstream.errors import (
 )
 from lipstream.frames import protocol as proto
 from lipstream.frames.lipsync_client import LipSyncClient
-from lipstream.frames.session import InferenceJob, Latencies, Session
+from lipstream.frames.session import InferenceJob, Session, Timings
 from lipstream.lifecycle import serve_until_signalled
 from lipstream.logs import announce
 from lipstream.settings import Settings
@@ -64,10 +64,10 @@ class _Connection:
             self.settings.audio_sample_rate,
             batch_size=self.settings.inference_batch_size,
             audio_buffer_ms=self.settings.audio_buffer_size,
+            shared_timings=generator.timings,
         )
         self.push_frames = False
         self.wake = asyncio.Event()
-        self.inference_ms = Latencies()
         self.service_down_reported = False
         self._tg: asyncio.TaskGroup | None = None
 
@@ -140,7 +140,6 @@ class _Connection:
         while True:
             if not self.session.is_in_flight(job):
                 return  # interrupted meanwhile
-            started = time.perf_counter()
             try:
                 mouths = await self.client.generate(job, self.id)
             except ServiceUnavailable as exc:
@@ -159,7 +158,6 @@ class _Connection:
                 return
             break
         self._service_back()
-        self.inference_ms.add(1000.0 * (time.perf_counter() - started))
         released = self.session.complete(job, mouths)
         if self.settings.debug_frame_generation:
             log.info(
@@ -347,8 +345,8 @@ class _Connection:
             "frames_generated": s.frames_generated,
             "frames_sent": s.frames_sent,
             "frames_dropped": s.frames_dropped,
-            "latency_ms": s.latencies.summary(),
-            "inference_ms": self.inference_ms.summary(),
+            "latency_ms": s.timings.latency.summary(),
+            "inference_ms": s.timings.round_trip.summary(),
             "lipsync_service": "connected" if self.client.connected else "unavailable",
             "next_frame_index": s.next_frame_index,
             "push_frames": self.push_frames,
@@ -362,6 +360,7 @@ class FrameGenerator:
         self.settings = settings
         self.client = client
         self.connections: dict[str, _Connection] = {}
+        self.timings = Timings()  # every session's frames: a new session's first estimate
 
     def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         if request.headers.get("Upgrade", "").lower() == "websocket":

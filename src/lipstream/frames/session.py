@@ -13,7 +13,6 @@ slot is free, sending the job to the lip-sync service; ``complete`` or ``fail`` 
 from __future__ import annotations
 
 import itertools
-import sys
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -51,6 +50,7 @@ class InferenceJob:
     audio: AudioChunk  # 16 kHz audio of the utterance from utterance sample audio_start_sample
     audio_start_sample: int
     audio_ready_at: tuple[float, ...]  # monotonic time the audio completing each frame arrived
+    planned_at: float = 0.0  # monotonic time the job was handed out
 
     @property
     def frame_count(self) -> int:
@@ -81,9 +81,15 @@ class _Utterance:
     total_frames: int = 0  # once ended
     next_frame: int = 0  # next utterance frame to put in a job
     arrivals: deque[tuple[int, float]] = field(default_factory=deque)  # (received, time)
+    first_arrival: tuple[int, float] | None = None  # anchors the real-time schedule
+    ended_at: float | None = None  # when end_of_speech came
 
     def frames_ready(self) -> int:
         return self.total_frames if self.ended else tl.frames_ready(self.received)
+
+
+_OWN_ESTIMATE_FRAMES = 50  # two seconds of speech
+_FIRST_ESTIMATE_MS = 150.0  # processing time guessed before any frame was measured
 
 
 class Latencies:
@@ -95,6 +101,9 @@ class Latencies:
     def add(self, value: float) -> None:
         self._values.append(value)
 
+    def __len__(self) -> int:
+        return len(self._values)
+
     def percentile(self, q: float) -> float | None:
         return float(np.percentile(self._values, q)) if self._values else None
 
@@ -104,6 +113,24 @@ class Latencies:
             "p50": None if p50 is None else round(p50, 1),
             "p95": None if p95 is None else round(p95, 1),
         }
+
+
+@dataclass
+class Timings:
+    """Recent frame latencies and job round trips in ms, of one session or of a whole server."""
+
+    latency: Latencies = field(default_factory=Latencies)
+    round_trip: Latencies = field(default_factory=Latencies)
+
+    def estimate_ms(self) -> float | None:
+        """The p99 frame latency, but never below the p99 round trip of a job; None: no data.
+
+        The round trip is the floor because latencies say nothing when every frame was ready
+        before it was due (clips sent ahead), yet a live stream still waits for each job.
+        """
+        values = [w.percentile(99) for w in (self.latency, self.round_trip)]
+        known = [v for v in values if v is not None]
+        return max(known) if known else None
 
 
 class Session:
@@ -123,7 +150,10 @@ class Session:
         max_in_flight: int = 2,
         clock=time.monotonic,
         wall_clock=time.time,
+        shared_timings: Timings | None = None,
     ) -> None:
+        """``shared_timings``: what every session of the server measured, the estimate of a new
+        session's processing time until it has measured enough frames of its own."""
         if batch_size < 1 or max_in_flight < 1:
             raise InvalidInput("batch_size and max_in_flight must be at least 1")
         self.batch_size = batch_size
@@ -137,7 +167,8 @@ class Session:
         self.frames_generated = 0
         self.frames_sent = 0
         self.frames_dropped = 0
-        self.latencies = Latencies()
+        self.timings = Timings()
+        self._shared_timings = shared_timings
         self._set_rate(sample_rate)
         self._utterances: deque[_Utterance] = deque([_Utterance(start_frame=0)])
         self._in_flight: dict[int, InferenceJob] = {}
@@ -211,6 +242,8 @@ class Session:
             utt.samples = np.concatenate([utt.samples, samples16k.astype(np.float32)])
             utt.received += len(samples16k)
             utt.arrivals.append((utt.received, self._clock()))
+            if utt.first_arrival is None:
+                utt.first_arrival = utt.arrivals[-1]
 
     def _utterance_frames(self, utt: _Utterance) -> int:
         # ceil(ceil(N * 16000 / rate) / 640) == ceil(N * 25 / rate): whole frames of its input
@@ -229,9 +262,9 @@ class Session:
             return 0
         self._append(utt, self._resampler.flush())
         utt.ended = True
+        utt.ended_at = self._clock()
         utt.total_frames = self._utterance_frames(utt)
-        # the end is known now: every frame left is ready at once
-        utt.arrivals.append((sys.maxsize, self._clock()))
+        # the end is known now: every frame left is ready at once (see _arrival)
         return utt.total_frames - utt.next_frame
 
     def interrupt(self) -> tuple[int, float]:
@@ -303,6 +336,7 @@ class Session:
             audio=AudioChunk(float_to_pcm16(audio), tl.SAMPLE_RATE),
             audio_start_sample=start,
             audio_ready_at=ready_at,
+            planned_at=self._clock(),
         )
         utt.next_frame = last + 1
         self._forget_audio(utt)
@@ -310,11 +344,21 @@ class Session:
         return job
 
     def _arrival(self, utt: _Utterance, frame: int) -> float:
+        """When the audio completing ``frame`` arrived, or would have at real-time pace if later.
+
+        Audio sent ahead of real time (a clip) and the silence ``end_of_speech`` adds complete
+        many frames at once, but those frames are due 40 ms apart: counting from when their
+        audio was due keeps that burst out of the latency a listener sees, and out of the
+        pipeline latency estimate.
+        """
         needed = tl.samples_needed(frame)
-        for received, at in utt.arrivals:
-            if received >= needed:
-                return at
-        return self._clock()
+        arrived = next((at for received, at in utt.arrivals if received >= needed), None)
+        if arrived is None:  # completed by end_of_speech's silence
+            arrived = utt.ended_at if utt.ended_at is not None else self._clock()
+        if utt.first_arrival is None:
+            return arrived
+        received, at = utt.first_arrival
+        return max(arrived, at + (needed - received) / tl.SAMPLE_RATE)
 
     def _forget_audio(self, utt: _Utterance) -> None:
         keep_from = max(tl.first_sample_needed(utt.next_frame), 0)
@@ -342,10 +386,14 @@ class Session:
             self.frames_dropped += job.frame_count
         else:
             now, wall = self._clock(), self._wall_clock()
+            timings = [self.timings, *([self._shared_timings] if self._shared_timings else [])]
+            for t in timings:
+                t.round_trip.add(1000.0 * (now - job.planned_at))
             frames = []
             for i, (jpeg, bounds) in enumerate(mouths):
-                latency = 1000.0 * (now - job.audio_ready_at[i])
-                self.latencies.add(latency)
+                latency = max(0.0, 1000.0 * (now - job.audio_ready_at[i]))
+                for t in timings:
+                    t.latency.add(latency)
                 frames.append(
                     MouthFrame(
                         frame_index=job.timeline_first_frame + i,
@@ -406,6 +454,15 @@ class Session:
         return frames
 
     def processing_estimate_ms(self) -> float:
-        """What to expect between a frame's audio and the frame: the recent p95 (or a guess)."""
-        p95 = self.latencies.percentile(95)
-        return 150.0 if p95 is None else p95
+        """What to expect between a frame's audio and the frame (Timings.estimate_ms).
+
+        p99, not p95: at 25 frames/s a delay that only covers 95% of frames leaves a late frame
+        (a frozen mouth) more than once a second. Until the session has measured
+        ``_OWN_ESTIMATE_FRAMES`` frames, the server's recent frames over all sessions (the
+        load is the server's, not the session's) stand in, and before any frame a guess.
+        """
+        timings = self.timings
+        if len(timings.latency) < _OWN_ESTIMATE_FRAMES and self._shared_timings is not None:
+            timings = self._shared_timings
+        estimate = timings.estimate_ms()
+        return _FIRST_ESTIMATE_MS if estimate is None else estimate
