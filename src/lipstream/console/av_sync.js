@@ -14,7 +14,10 @@
 //
 // Two ways to choose ctxStart:
 // - live sources (microphone, remote track) cannot wait: a segment starts the pipeline latency
-//   the frame generator reports (plus what late frames taught) after its first chunk;
+//   the frame generator reports (plus what late frames taught) after its first chunk. The
+//   latency changes with the load on the server, so while the speaker is silent a live segment
+//   is re-anchored to the delay now wanted: a longer delay stretches the pause, a shorter one
+//   drops silence, and neither can be heard;
 // - clips (files, synthesised speech) are sent ahead of real time and can wait: their audio is
 //   held until the first frames are actually back (a measured cushion), then plays.
 
@@ -27,6 +30,8 @@ const LATE_FRAMES_TO_REANCHOR = 3;
 const CLIP_CUSHION_MS = 320; // frames a clip waits for before it starts playing
 const CLIP_MAX_WAIT_S = 4; // ... but it plays after this long even without them
 const CLIP_START_MARGIN_S = 0.05;
+const SILENCE_LEVEL = 0.004; // RMS below which a chunk counts as silence (about -48 dBFS)
+const RESYNC_STEP_MS = 40; // re-anchor a live segment in silence when its delay is this far off
 const OFFSET_WINDOW = 250; // paints in the rolling A/V offset statistics (a few seconds)
 
 export class AvSync {
@@ -62,10 +67,12 @@ export class AvSync {
       framesMissed: 0, // frame times with no mouth ready
       segments: 0,
       reanchors: 0,
+      resyncs: 0, // live segments re-anchored in silence to a new delay
       audioChunks: 0,
     };
     this.offsets = [];
     this.offsetAll = { n: 0, sum: 0, min: Infinity, max: -Infinity };
+    this.silentMs = 0; // how long the latest chunks have been silent
   }
 
   /** The playback delay a new live segment gets, in ms. */
@@ -88,16 +95,32 @@ export class AvSync {
    * spend on lookahead and inference, so their segments start with that much less delay.
    * `live`: the source runs at real-time pace (microphone, remote track) and cannot wait, so
    * frames arriving late make it start a new segment with a longer delay.
+   * `level`: the chunk's RMS level (0..1); silence lets a live segment change its delay.
    */
-  pushAudio(int16, { aheadMs = 0, live = true } = {}) {
+  pushAudio(int16, { aheadMs = 0, live = true, level = 1 } = {}) {
     const now = this.ctx.currentTime;
+    const silent = level < SILENCE_LEVEL;
+    this.silentMs = silent ? this.silentMs + (int16.length / this.sampleRate) * 1000 : 0;
     let seg = this.current;
+    let overSilence = false;
     if (seg && seg.ctxStart !== null && this._ctxTime(seg, this.timeline) < now + MIN_SCHEDULE_LEAD_S) {
       seg.open = false; // the source stalled longer than the delay: start again from here
       seg = null;
       this.counters.reanchors += 1;
+    } else if (seg && seg.live && seg.ctxStart !== null && silent) {
+      const delayMs = (this._ctxTime(seg, this.timeline) - now) * 1000;
+      const wantedMs = Math.max(MIN_DELAY_MS, this.pipelineLatencyMs + this.safetyMs + this._nextExtraMs(seg));
+      // Longer: the pause stretches. Shorter: only once everything still to play is silence.
+      const longer = wantedMs - delayMs > RESYNC_STEP_MS;
+      const shorter = delayMs - wantedMs > RESYNC_STEP_MS && this.silentMs >= delayMs;
+      if (longer || shorter) {
+        seg.open = false;
+        seg = null;
+        overSilence = shorter;
+        this.counters.resyncs += 1;
+      }
     }
-    if (!seg) seg = this._openSegment(now, aheadMs, live);
+    if (!seg) seg = this._openSegment(now, aheadMs, live, overSilence);
     if (seg.ctxStart === null) seg.held.push({ t: this.timeline, pcm: int16 });
     else this._schedule(int16, this._ctxTime(seg, this.timeline));
     this.timeline += int16.length;
@@ -132,16 +155,13 @@ export class AvSync {
     seg.held = [];
   }
 
-  _openSegment(now, aheadMs, live) {
+  /** A new segment; `overSilence`: it may start while the previous one still plays silence. */
+  _openSegment(now, aheadMs, live, overSilence = false) {
     const prev = this.segments[this.segments.length - 1];
-    if (prev) {
-      // Learn from the last segment: cover its worst lateness, give back unused margin slowly.
-      if (prev.maxLateMs > 0) this.extraMs = Math.min(MAX_EXTRA_MS, this.extraMs + prev.maxLateMs + 30);
-      else if (prev.minSlackMs > 200) this.extraMs = Math.max(0, this.extraMs - (prev.minSlackMs - 200) / 2);
-    }
+    this.extraMs = this._nextExtraMs(prev);
     const delayS = Math.max(MIN_DELAY_MS, this.delayMs - aheadMs) / 1000;
-    // Never overlap audio still scheduled from the previous segment.
-    const prevEnd = prev && prev.ctxStart !== null ? this._ctxTime(prev, prev.tEnd) : 0;
+    // Never overlap audio still scheduled from the previous segment, unless it is silence.
+    const prevEnd = prev && prev.ctxStart !== null && !overSilence ? this._ctxTime(prev, prev.tEnd) : 0;
     const seg = {
       t0: this.timeline,
       tEnd: this.timeline,
@@ -159,6 +179,14 @@ export class AvSync {
     if (this.segments.length > 8) this.segments.shift();
     this.counters.segments += 1;
     return seg;
+  }
+
+  /** The extra delay after segment `prev`: cover its worst lateness, give back unused margin slowly. */
+  _nextExtraMs(prev) {
+    if (!prev || !Number.isFinite(prev.minSlackMs)) return this.extraMs; // no frames to learn from
+    if (prev.maxLateMs > 0) return Math.min(MAX_EXTRA_MS, this.extraMs + prev.maxLateMs + 30);
+    if (prev.minSlackMs > 200) return Math.max(0, this.extraMs - (prev.minSlackMs - 200) / 2);
+    return this.extraMs;
   }
 
   _ctxTime(seg, t) {

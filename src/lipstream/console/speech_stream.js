@@ -31,7 +31,7 @@ export class SpeechStream extends EventTarget {
       this.chunksDropped += 1;
       return false;
     }
-    this.avSync.pushAudio(int16, options);
+    this.avSync.pushAudio(int16, { ...options, level: this.level });
     this.lastChunkSamples = int16.length;
     this.chunksSent += 1;
     if (!this.active) {
