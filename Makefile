@@ -21,11 +21,13 @@ run: setup
 	$(VENV)/bin/lipstream serve --models-dir models
 
 # Debian packages the tests use: a real talking-head video with speech (opencv-doc), real
-# speech recordings (pocketsphinx-testdata) and the browser the console tests drive (chromium).
+# speech recordings (pocketsphinx-testdata), the browser the console tests drive (chromium) and
+# `ip netns` for the private network their WebRTC call runs in (iproute2).
 TEST_FILES := /usr/share/doc/opencv-doc/examples/data/Megamind.avi \
               /usr/share/pocketsphinx/test/data/librivox/sense_and_sensibility_01_austen_64kb-0870.wav \
-              /usr/bin/chromium
-TEST_DEBS  := opencv-doc pocketsphinx-testdata chromium
+              /usr/bin/chromium \
+              /usr/sbin/ip
+TEST_DEBS  := opencv-doc pocketsphinx-testdata chromium iproute2
 
 $(TEST_FILES):
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(TEST_DEBS) >/dev/null

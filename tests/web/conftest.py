@@ -6,21 +6,15 @@ synchronous functions talking HTTP to them.
 
 from __future__ import annotations
 
-import asyncio
 import socket
-import threading
 import time
-from collections.abc import Callable, Coroutine, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from testkit.fake_openai import OPENAI_KEY, FakeOpenAI, serve_fake_openai
+from testkit.loop import LoopThread
 
 from lipstream.settings import Settings, load_settings
 from lipstream.web.app import create_app
@@ -28,27 +22,7 @@ from lipstream.web.server import WebServer, start_web_server
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_PACKAGE = REPO / "models" / "demo"
-OPENAI_KEY = "sk-test-0123456789abcdefSECRET"
-EPHEMERAL_KEY = "ek_test_68af7c0e"
-EXPIRES_AT = 1757172600  # 2025-09-06T15:30:00Z
 INDEX_HTML = "<!doctype html><title>lipstream console</title><h1>console</h1>\n"
-
-
-class LoopThread:
-    """An asyncio event loop running in a daemon thread."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self._thread.start()
-
-    def run(self, coroutine: Coroutine[Any, Any, Any], timeout: float = 30.0) -> Any:
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(10)
-        self.loop.close()
 
 
 @pytest.fixture(scope="session")
@@ -58,88 +32,10 @@ def loop_thread() -> Iterator[LoopThread]:
     thread.close()
 
 
-@dataclass
-class FakeOpenAI:
-    """A stand-in for api.openai.com's client_secrets endpoint that behaves like the real one.
-
-    It refuses a wrong key with 401 (quoting the key, as OpenAI does), records what it got,
-    and can be told to answer slowly, with an error, or with something that is not JSON.
-    """
-
-    url: str = ""
-    key: str = OPENAI_KEY  # the key it accepts
-    ephemeral_key: str = EPHEMERAL_KEY
-    expires_at: int = EXPIRES_AT
-    requests: list[dict[str, Any]] = field(default_factory=list)
-    delay_s: float = 0.0
-    status: int = 200
-    answer: Any = None
-
-    def reset(self) -> None:
-        self.requests.clear()
-        self.delay_s, self.status, self.answer = 0.0, 200, None
-
-    async def client_secrets(self, request: Request) -> Response:
-        body = await request.json()
-        auth = request.headers.get("authorization", "")
-        self.requests.append({"authorization": auth, "body": body})
-        if self.delay_s:
-            await asyncio.sleep(self.delay_s)
-        if auth != f"Bearer {OPENAI_KEY}":
-            given = auth.removeprefix("Bearer ")
-            return JSONResponse(
-                {
-                    "error": {
-                        "message": f"Incorrect API key provided: {given}. You can find your "
-                        "API key at https://platform.openai.com/account/api-keys.",
-                        "type": "invalid_request_error",
-                        "code": "invalid_api_key",
-                    }
-                },
-                status_code=401,
-            )
-        if self.status != 200 or self.answer is not None:
-            if isinstance(self.answer, str):
-                return Response(self.answer, status_code=self.status, media_type="text/html")
-            return JSONResponse(self.answer, status_code=self.status)
-        return JSONResponse(
-            {
-                "value": EPHEMERAL_KEY,
-                "expires_at": EXPIRES_AT,
-                "session": {
-                    "type": "realtime",
-                    "object": "realtime.session",
-                    "model": body["session"]["model"],
-                    "audio": body["session"]["audio"],
-                },
-            }
-        )
-
-
 @pytest.fixture(scope="session")
 def fake_openai(loop_thread: LoopThread) -> Iterator[FakeOpenAI]:
-    fake = FakeOpenAI()
-    app = Starlette(
-        routes=[Route("/v1/realtime/client_secrets", fake.client_secrets, methods=["POST"])]
-    )
-    sock = socket.create_server(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False))
-
-    async def start() -> asyncio.Task[None]:
-        serving = asyncio.create_task(server.serve(sockets=[sock]))
-        while not server.started:
-            await asyncio.sleep(0.01)
-        return serving
-
-    serving = loop_thread.run(start())
-    fake.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    yield fake
-
-    async def stop() -> None:
-        server.should_exit = True
-        await serving
-
-    loop_thread.run(stop())
+    with serve_fake_openai(loop_thread) as fake:
+        yield fake
 
 
 @pytest.fixture

@@ -674,20 +674,29 @@ class ConsoleApp {
     };
   }
 
-  /** The canvas as a PNG data URL, with what is drawn on it (read in one go, so they agree). */
+  /** What the canvas shows, with its pixels (ImageData), read in one go so they agree. */
   snapshot() {
-    return { ...this.onCanvas, scale: this.compositor.scale, image: this.compositor.canvas.toDataURL('image/png') };
+    const { canvas } = this.compositor;
+    return { ...this.onCanvas, scale: this.compositor.scale, image: this._pixels(canvas, canvas.width, canvas.height) };
   }
 
-  /** Avatar frame `frameId` of the shown model alone, at the canvas's size, as a PNG data URL. */
+  /** Avatar frame `frameId` of the shown model alone, at the canvas's size (ImageData). */
   avatarFrame(frameId) {
     const model = this.displayModel;
     if (!model || !Number.isFinite(frameId)) return null;
-    const canvas = document.createElement('canvas');
-    canvas.width = model.width;
-    canvas.height = model.height;
-    canvas.getContext('2d', { alpha: false }).drawImage(model.frame(frameId), 0, 0, model.width, model.height);
-    return canvas.toDataURL('image/png');
+    return this._pixels(model.frame(frameId), model.width, model.height);
+  }
+
+  /** `source` drawn at w x h on a scratch canvas made for reading (the display canvas is not). */
+  _pixels(source, w, h) {
+    this._scratch ??= document.createElement('canvas').getContext('2d', { alpha: false, willReadFrequently: true });
+    const ctx = this._scratch;
+    if (ctx.canvas.width !== w || ctx.canvas.height !== h) {
+      ctx.canvas.width = w;
+      ctx.canvas.height = h;
+    }
+    ctx.drawImage(source, 0, 0, w, h);
+    return ctx.getImageData(0, 0, w, h);
   }
 
   stats() {
