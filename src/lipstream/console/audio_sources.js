@@ -197,7 +197,7 @@ class ClipSource extends AudioSource {
       const tick = () => {
         const due = ctx.currentTime - started + CLIP_LEAD_S;
         while (i < chunks.length && sentS < due) {
-          if (!this.env.stream.sendChunk(chunks[i], { aheadMs: CLIP_LEAD_S * 1000, live: false })) {
+          if (!this.env.stream.sendChunk(chunks[i], { live: false })) {
             this._stopTimer();
             this._set('error', 'The frame generator went away; playback stopped.');
             resolve();

@@ -31,7 +31,10 @@ const CLIP_CUSHION_MS = 320; // frames a clip waits for before it starts playing
 const CLIP_MAX_WAIT_S = 4; // ... but it plays after this long even without them
 const CLIP_START_MARGIN_S = 0.05;
 const SILENCE_LEVEL = 0.004; // RMS below which a chunk counts as silence (about -48 dBFS)
-const RESYNC_STEP_MS = 40; // re-anchor a live segment in silence when its delay is this far off
+const RESYNC_STEP_MS = 40;
+// Until a live stream of this session has shown how late its frames come, its delay gets this
+// much more; the first silence after that gives back what was not needed.
+const UNLEARNED_LIVE_MS = 150; // re-anchor a live segment in silence when its delay is this far off
 const OFFSET_WINDOW = 250; // paints in the rolling A/V offset statistics (a few seconds)
 
 export class AvSync {
@@ -73,6 +76,7 @@ export class AvSync {
     this.offsets = [];
     this.offsetAll = { n: 0, sum: 0, min: Infinity, max: -Infinity };
     this.silentMs = 0; // how long the latest chunks have been silent
+    this.learnedLive = false; // a live segment of this session has had frames to learn from
   }
 
   /** The playback delay a new live segment gets, in ms. */
@@ -91,13 +95,12 @@ export class AvSync {
 
   /**
    * Schedule one chunk that was just sent to the frame generator.
-   * `aheadMs`: how far ahead of real time the source sends (clips), time the frame generator can
-   * spend on lookahead and inference, so their segments start with that much less delay.
    * `live`: the source runs at real-time pace (microphone, remote track) and cannot wait, so
-   * frames arriving late make it start a new segment with a longer delay.
+   * frames arriving late make it start a new segment with a longer delay; otherwise (a clip
+   * sent ahead of real time) the segment is held until its first frames are back.
    * `level`: the chunk's RMS level (0..1); silence lets a live segment change its delay.
    */
-  pushAudio(int16, { aheadMs = 0, live = true, level = 1 } = {}) {
+  pushAudio(int16, { live = true, level = 1 } = {}) {
     const now = this.ctx.currentTime;
     const silent = level < SILENCE_LEVEL;
     this.silentMs = silent ? this.silentMs + (int16.length / this.sampleRate) * 1000 : 0;
@@ -109,7 +112,7 @@ export class AvSync {
       this.counters.reanchors += 1;
     } else if (seg && seg.live && seg.ctxStart !== null && silent) {
       const delayMs = (this._ctxTime(seg, this.timeline) - now) * 1000;
-      const wantedMs = Math.max(MIN_DELAY_MS, this.pipelineLatencyMs + this.safetyMs + this._nextExtraMs(seg));
+      const wantedMs = this._liveDelayMs(seg);
       // Longer: the pause stretches. Shorter: only once everything still to play is silence.
       const longer = wantedMs - delayMs > RESYNC_STEP_MS;
       const shorter = delayMs - wantedMs > RESYNC_STEP_MS && this.silentMs >= delayMs;
@@ -120,7 +123,7 @@ export class AvSync {
         this.counters.resyncs += 1;
       }
     }
-    if (!seg) seg = this._openSegment(now, aheadMs, live, overSilence);
+    if (!seg) seg = this._openSegment(now, live, overSilence);
     if (seg.ctxStart === null) seg.held.push({ t: this.timeline, pcm: int16 });
     else this._schedule(int16, this._ctxTime(seg, this.timeline));
     this.timeline += int16.length;
@@ -156,10 +159,11 @@ export class AvSync {
   }
 
   /** A new segment; `overSilence`: it may start while the previous one still plays silence. */
-  _openSegment(now, aheadMs, live, overSilence = false) {
+  _openSegment(now, live, overSilence = false) {
     const prev = this.segments[this.segments.length - 1];
+    const delayS = this._liveDelayMs(prev) / 1000; // what a live segment waits (clips are held)
+    this.learnedLive ||= this._learnsLive(prev);
     this.extraMs = this._nextExtraMs(prev);
-    const delayS = Math.max(MIN_DELAY_MS, this.delayMs - aheadMs) / 1000;
     // Never overlap audio still scheduled from the previous segment, unless it is silence.
     const prevEnd = prev && prev.ctxStart !== null && !overSilence ? this._ctxTime(prev, prev.tEnd) : 0;
     const seg = {
@@ -179,6 +183,16 @@ export class AvSync {
     if (this.segments.length > 8) this.segments.shift();
     this.counters.segments += 1;
     return seg;
+  }
+
+  /** The delay a live segment opened after `prev` gets, in ms. */
+  _liveDelayMs(prev) {
+    const unlearned = this.learnedLive || this._learnsLive(prev) ? 0 : UNLEARNED_LIVE_MS;
+    return Math.max(MIN_DELAY_MS, this.pipelineLatencyMs + this.safetyMs + this._nextExtraMs(prev) + unlearned);
+  }
+
+  _learnsLive(prev) {
+    return Boolean(prev && prev.live && Number.isFinite(prev.minSlackMs));
   }
 
   /** The extra delay after segment `prev`: cover its worst lateness, give back unused margin slowly. */

@@ -23,7 +23,7 @@ export class SpeechStream extends EventTarget {
 
   /**
    * Send one PCM16 chunk; false (and nothing played) when the frame generator is not there.
-   * `options` ({aheadMs, live}) tell the playback clock how the source paces itself.
+   * `options` ({live}) tell the playback clock how the source paces itself.
    */
   sendChunk(int16, options = {}) {
     this.level = rmsOf(int16);
