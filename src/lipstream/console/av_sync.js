@@ -81,7 +81,7 @@ export class AvSync {
 
   /** The playback delay a new live segment gets, in ms. */
   get delayMs() {
-    return this.pipelineLatencyMs + this.safetyMs + this.extraMs;
+    return this._liveDelayMs(this.segments[this.segments.length - 1]);
   }
 
   setPipelineLatency(ms) {
