@@ -196,8 +196,7 @@ def browser(test_network, speech_capture, tmp_path_factory):
         pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium")
     from playwright.sync_api import sync_playwright
 
-    # The browser stands for a user's own machine; here it shares two cores with the servers.
-    wrapper = test_network.wrapper(str(CHROMIUM), tmp_path_factory.mktemp("chromium"), 10)
+    wrapper = test_network.wrapper(str(CHROMIUM), tmp_path_factory.mktemp("chromium"))
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=str(wrapper),

@@ -4,7 +4,8 @@
 key, as OpenAI does), records what it got, and can be told to answer slowly, with an error, or
 with something that is not JSON. ``/v1/realtime/calls`` takes the browser's SDP offer with the
 ephemeral key and answers it from a real WebRTC peer (aiortc) playing the assistant: a speech
-track that is silent until ``say()`` and the data-channel events OpenAI sends around speech.
+track that is silent until ``start_saying()``, and the data-channel events OpenAI sends
+around speech.
 """
 
 from __future__ import annotations
@@ -159,14 +160,8 @@ class AssistantPeer:
         await asyncio.wait_for(self.channel_open.wait(), 10)
         self.channel.send(json.dumps({"type": event_type, **fields}))
 
-    async def say(self, pcm48k: np.ndarray) -> None:
-        """Speak as OpenAI does: ``output_audio_buffer.started``, the audio, then ``stopped``."""
-        await self.send("output_audio_buffer.started", response_id="resp_1")
-        await self.voice.play(pcm48k)
-        await self.send("output_audio_buffer.stopped", response_id="resp_1")
-
     async def start_saying(self, pcm48k: np.ndarray) -> None:
-        """``say()`` without waiting for the end."""
+        """Start speaking as OpenAI does: ``output_audio_buffer.started``, then the audio."""
         await self.send("output_audio_buffer.started", response_id="resp_2")
         self.voice.queue(pcm48k)
 
@@ -182,24 +177,18 @@ class AssistantPeer:
 
 
 class VoiceTrack(MediaStreamTrack):
-    """48 kHz mono audio paced in real time: silence, or what ``play``/``queue`` was given."""
+    """48 kHz mono audio paced in real time: silence, or what ``queue`` was given."""
 
     kind = "audio"
 
     def __init__(self) -> None:
         super().__init__()
         self._pending = np.zeros(0, np.int16)
-        self._drained: asyncio.Future | None = None
         self._start: float | None = None
         self._pts = 0
 
     def queue(self, pcm48k: np.ndarray) -> None:
         self._pending = np.concatenate([self._pending, pcm48k.astype(np.int16)])
-
-    async def play(self, pcm48k: np.ndarray) -> None:
-        self.queue(pcm48k)
-        self._drained = asyncio.get_running_loop().create_future()
-        await self._drained
 
     def silence(self) -> None:
         self._pending = np.zeros(0, np.int16)
@@ -214,8 +203,6 @@ class VoiceTrack(MediaStreamTrack):
         take = self._pending[:PEER_FRAME]
         samples[: len(take)] = take
         self._pending = self._pending[PEER_FRAME:]
-        if not len(self._pending) and self._drained and not self._drained.done():
-            self._drained.set_result(None)
         frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
         frame.sample_rate = PEER_RATE
         frame.pts = self._pts

@@ -49,13 +49,10 @@ class TestNetwork:
         finally:
             os.close(fd)
 
-    def wrapper(self, program: str, folder: Path, niceness: int = 0) -> Path:
-        """An executable that runs ``program`` inside the namespace (for Playwright's launch),
-        at ``niceness`` (positive: it yields the CPU to the servers it shares the cores with)."""
+    def wrapper(self, program: str, folder: Path) -> Path:
+        """An executable that runs ``program`` inside the namespace (for Playwright's launch)."""
         path = folder / f"{Path(program).name}-in-{self.name}"
-        path.write_text(
-            f'#!/bin/sh\nexec ip netns exec {self.name} nice -n {niceness} {program} "$@"\n'
-        )
+        path.write_text(f'#!/bin/sh\nexec ip netns exec {self.name} {program} "$@"\n')
         path.chmod(0o755)
         return path
 

@@ -169,6 +169,7 @@ class Session:
         self.frames_dropped = 0
         self.timings = Timings()
         self._shared_timings = shared_timings
+        self._fed_timings = (self.timings, *((shared_timings,) if shared_timings else ()))
         self._set_rate(sample_rate)
         self._utterances: deque[_Utterance] = deque([_Utterance(start_frame=0)])
         self._in_flight: dict[int, InferenceJob] = {}
@@ -386,13 +387,12 @@ class Session:
             self.frames_dropped += job.frame_count
         else:
             now, wall = self._clock(), self._wall_clock()
-            timings = [self.timings, *([self._shared_timings] if self._shared_timings else [])]
-            for t in timings:
+            for t in self._fed_timings:
                 t.round_trip.add(1000.0 * (now - job.planned_at))
             frames = []
             for i, (jpeg, bounds) in enumerate(mouths):
                 latency = max(0.0, 1000.0 * (now - job.audio_ready_at[i]))
-                for t in timings:
+                for t in self._fed_timings:
                     t.latency.add(latency)
                 frames.append(
                     MouthFrame(
