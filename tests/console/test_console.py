@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,11 @@ import pytest
 from lipstream.audio.files import read_audio_file
 
 AV_TOLERANCE_MS = 45  # audio ahead of the picture is noticed from about 45 ms (ITU-R BT.1359)
+# Frame times during speech whose frame came too late to paint (the previous mouth was held, or
+# none shown): delivery, which depends on what else the machine runs. `lipstream bench sync`
+# measures it on a quiet machine (docs/benchmarks.md); this bound holds with the browser, the
+# three services and the test harness sharing two cores.
+LATE_SHARE_BOUND = 0.15
 
 
 @pytest.fixture(scope="module")
@@ -49,16 +55,36 @@ def test_idle_shows_the_avatars_own_frames(console):
         assert shot.identical  # no patch at all
 
 
-def speaking_snapshots(console, count: int = 12) -> list:
+def speaking_snapshots(console, count: int = 12, timeout: float = 30) -> list:
     """``count`` snapshots with a mouth, their regions all at the first one's bounds."""
     console.until(lambda: console.state()["mouthVisible"], timeout=60)
     shots = []
+    deadline = time.monotonic() + timeout
     while len(shots) < count:
+        assert time.monotonic() < deadline, (
+            f"only {len(shots)} of {count} snapshots showed a mouth within {timeout} s: "
+            f"{console.state()}, console said {console.messages}"
+        )
         shot = console.snapshot(shots[0].bounds if shots else None)
         if shot.mouth:
             shots.append(shot)
         console.page.wait_for_timeout(100)
     return shots
+
+
+def assert_in_sync(console, min_paints: int = 50) -> dict:
+    """The console's A/V sync over everything it played: its stats.
+
+    What the console controls is exact: every paint that showed the frame of the audio heard
+    is within the tolerance. Frames that came too late to paint are delivery, bounded apart.
+    """
+    stats = console.stats()
+    offsets, sync = stats["avOffset"], stats["sync"]
+    detail = (offsets, sync, stats["counters"], stats["server"])
+    assert offsets["count"] > min_paints, detail
+    assert offsets["maxAbsMs"] <= AV_TOLERANCE_MS, detail
+    assert sync["lateShare"] <= LATE_SHARE_BOUND, detail
+    return stats
 
 
 def mouth_movement(shots) -> float:
@@ -94,10 +120,7 @@ def test_say_text_moves_the_mouth_in_sync_then_returns_to_idle(console):
     after = console.snapshot()
     assert not after.mouth and after.identical
 
-    stats = console.stats()
-    offsets = stats["avOffset"]
-    assert offsets["count"] > 50
-    assert offsets["maxAbsMs"] <= AV_TOLERANCE_MS, (offsets, stats["counters"], stats["server"])
+    assert_in_sync(console)
     assert console.messages == []
 
 
@@ -118,6 +141,7 @@ def hide_time_after(console, action: str) -> float:
           const t0 = performance.now();
           eval(action);
           while (window.lipstream.state().mouthVisible) {
+            if (performance.now() - t0 > 10000) return Infinity;  // never hidden: fails below
             await new Promise((resolve) => requestAnimationFrame(resolve));
           }
           return performance.now() - t0;
@@ -167,10 +191,7 @@ def test_the_microphone_drives_the_mouth_in_sync(console):
         lambda: not (s := console.state())["mouthVisible"] and not s["playing"] and s
     )
     assert state["sources"]["mic"]["state"] == "idle"
-    stats = console.stats()
-    offsets = stats["avOffset"]
-    assert offsets["count"] > 50
-    assert offsets["maxAbsMs"] <= AV_TOLERANCE_MS, (offsets, stats["counters"], stats["server"])
+    assert_in_sync(console)
 
 
 def test_without_an_openai_key_the_console_says_so_and_offers_the_other_sources(
@@ -324,9 +345,7 @@ def test_an_audio_file_plays_through_the_avatar_in_fast_mode(console, speech_cap
         lambda: (s := console.state())["sources"]["file"]["state"] == "idle" and s
     )
     assert state["sources"]["file"]["message"] == "Done."
-    stats = console.stats()
-    offsets = stats["avOffset"]
-    assert offsets["maxAbsMs"] <= AV_TOLERANCE_MS, (offsets, stats["counters"], stats["server"])
+    assert_in_sync(console)
 
 
 def test_a_file_the_browser_cannot_decode_is_refused_saying_what_is_accepted(console, tmp_path):
@@ -341,3 +360,32 @@ def test_a_file_the_browser_cannot_decode_is_refused_saying_what_is_accepted(con
     assert "could not be decoded" in message and "wav, mp3, ogg" in message
     assert console.page.inner_text("#file-status") == message
     assert not state["mouthVisible"] and state["connections"]["frameGenerator"] == "open"
+
+
+def test_the_console_plays_and_paints_at_the_servers_audio_sample_rate(open_console, system):
+    """With AUDIO_SAMPLE_RATE=16000 the sources, the session and the playback clock all count
+    16 kHz samples: the console's timeline and the frame generator's agree frame for frame."""
+    system.start("web", key="web at 16 kHz", PORT="3001", AUDIO_SAMPLE_RATE="16000")
+    try:
+        tab = open_console("http://127.0.0.1:3001/index.html")
+        tab.say(SENTENCE)
+        speaking_snapshots(tab, 4)
+        state = tab.until(lambda: (s := tab.state())["sources"]["text"]["state"] == "idle" and s)
+        assert state["sources"]["text"]["message"] == "Done."
+
+        def server_caught_up():
+            stats = tab.stats()
+            server = stats["server"] or {}
+            return server.get("audio_buffer_ms") == 0 and server.get("frames_sent") and stats
+
+        stats = tab.until(server_caught_up, timeout=10)
+        assert stats["audioSampleRate"] == 16000
+        assert stats["server"]["audio_sample_rate"] == 16000
+        frames = stats["server"]["next_frame_index"]
+        assert abs(state["timelineMs"] - 40 * frames) < 0.5, (state["timelineMs"], frames)
+        shown = stats["counters"]["framesShown"]
+        assert shown >= (1 - LATE_SHARE_BOUND) * frames, (stats["counters"], frames)
+        assert_in_sync(tab)
+        assert tab.messages == []
+    finally:
+        system.stop("web at 16 kHz")

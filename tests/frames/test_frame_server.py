@@ -258,3 +258,54 @@ def test_frames_resume_by_themselves_when_the_lipsync_service_restarts(
         resumed = [receive(ws, "current_frame", timeout=30) for _ in range(13)]
         assert [f["frame_index"] for f in resumed] == list(range(13, 26))
         assert ask(ws, {"type": "get_stats"}, "stats")["lipsync_service"] == "connected"
+
+
+def test_a_poll_client_gets_every_frame_of_a_clip_longer_than_the_audio_buffer(
+    start_system, models_dir, speech24k
+):
+    """The guide's client: audio_chunk at real-time pace without reading, then get_frame polls.
+
+    The frame buffer fills first (AUDIO_BUFFER_SIZE / 40 frames), then the audio buffer, and
+    chunks past it are refused. Taking frames must wake the generator, so every accepted chunk
+    still becomes frames.
+    """
+    system = start_system(models_dir=models_dir, audio_buffer_size=1000)
+    seen: list[dict] = []
+    with open_session(system) as ws:
+        stream(ws, speech24k)  # 3 s: the frame buffer holds 1 s, the audio buffer 1 s more
+        ws.send(json.dumps({"type": "end_of_speech"}))
+        ended = receive(ws, "speech_ended", seen=seen)
+        frames: list[dict] = []
+        deadline = time.monotonic() + 60
+        expected = None
+        while time.monotonic() < deadline:
+            ws.send(json.dumps({"type": "get_frame"}))
+            reply = receive(ws, "current_frame", seen=seen)
+            if expected is None:  # every reply to the audio came before speech_ended's
+                refused = [m for m in seen if m["type"] == "error"]
+                accepted = len(speech24k) - sum(
+                    round(m["refused_audio_ms"] * RATE / 1000) for m in refused
+                )
+                expected = math.ceil(accepted / CHUNK)
+            if reply["idle"]:
+                if len(frames) >= expected:
+                    break
+                time.sleep(0.04)
+            else:
+                frames.append(reply)
+        ws.send(json.dumps({"type": "get_stats"}))
+        stats = receive(ws, "stats", seen=seen)  # every message before it is in seen
+
+    refused = [m for m in seen if m["type"] == "error"]
+    assert refused, "the clip should have overflowed the 1000 ms audio buffer"
+    last_chunk_ms = round(1000 * (len(speech24k) % CHUNK or CHUNK) / RATE, 1)
+    for error in refused:
+        assert error["code"] == "audio_buffer_full" and error["request_type"] == "audio_chunk"
+        assert error["refused_audio_ms"] in (40.0, last_chunk_ms)
+        assert "was not queued" in error["message"]
+    assert ended["next_frame_index"] == expected
+    assert [f["frame_index"] for f in frames] == list(range(expected))
+    announced = sum(m["count"] for m in seen if m["type"] == "frames_generated")
+    assert announced == expected
+    assert stats["frames_generated"] == expected == stats["frames_sent"]
+    assert stats["frame_buffer_fill"] == 0 and stats["audio_buffer_fill"] == 0

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -69,8 +70,11 @@ def test_grpc_command_starts_serves_and_stops_on_sigterm(tmp_path, demo_package)
     reader.start()
     try:
         seen: list[str] = []
+        deadline = time.monotonic() + 120
         while GUIDE_LINES[-1] not in seen:
-            seen.append(lines.get(timeout=120))
+            left = deadline - time.monotonic()
+            assert left > 0, f"no start-up line {GUIDE_LINES[-1]!r} within 120 s: {seen}"
+            seen.append(lines.get(timeout=left))
         startup = [line for line in seen if line in [g.format(port=port) for g in GUIDE_LINES]]
         assert startup == [g.format(port=port) for g in GUIDE_LINES]
 

@@ -234,7 +234,10 @@ def serve_fake_openai(loop: LoopThread, host: str = "127.0.0.1") -> Iterator[Fak
     async def start() -> tuple[asyncio.Task[None], int]:
         sock = socket.create_server((host, 0))  # opened on the loop's thread (its namespace)
         serving = asyncio.create_task(server.serve(sockets=[sock]))
+        deadline = time.monotonic() + 30
         while not server.started:
+            if serving.done() or time.monotonic() > deadline:
+                raise RuntimeError("the fake OpenAI server did not start within 30 s")
             await asyncio.sleep(0.01)
         return serving, sock.getsockname()[1]
 

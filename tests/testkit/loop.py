@@ -33,7 +33,8 @@ class LoopThread:
 
         self._thread = threading.Thread(target=main, daemon=True)
         self._thread.start()
-        started.wait()
+        if not started.wait(30):
+            raise RuntimeError("the event loop thread did not start within 30 s")
         if failure:
             raise failure[0]
 

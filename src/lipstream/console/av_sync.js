@@ -36,19 +36,28 @@ const RESYNC_STEP_MS = 40;
 // much more; the first silence after that gives back what was not needed.
 const UNLEARNED_LIVE_MS = 150; // re-anchor a live segment in silence when its delay is this far off
 const OFFSET_WINDOW = 250; // paints in the rolling A/V offset statistics (a few seconds)
+const OFFSET_HISTORY = 60000; // paints kept for the offset distribution (over 15 minutes)
+// What a paint during speech showed, best first: the frame of the audio heard, the previous
+// mouth held because that frame was not there yet, or the avatar with no mouth.
+const PAINT_KINDS = ['onTime', 'held', 'noMouth'];
 
 export class AvSync {
   constructor(ctx, destination, { sampleRate = 24000, frameMs = 40 } = {}) {
     this.ctx = ctx;
     this.destination = destination;
-    this.sampleRate = sampleRate;
     this.frameMs = frameMs;
-    this.samplesPerFrame = Math.round((sampleRate * frameMs) / 1000);
     // The server's figure (lookahead + chunk + processing + margin) replaces this on connect.
     this.pipelineLatencyMs = 700;
     this.safetyMs = 40; // decode, network and scheduling jitter on this side
     this.extraMs = 0; // learned from frames that came late
     this._nodes = new Set();
+    this.setSampleRate(sampleRate);
+  }
+
+  /** The rate of the PCM16 the sources send (the frame generator session's); starts afresh. */
+  setSampleRate(rate) {
+    this.sampleRate = rate;
+    this.samplesPerFrame = Math.round((rate * this.frameMs) / 1000);
     this.reset();
   }
 
@@ -73,8 +82,12 @@ export class AvSync {
       resyncs: 0, // live segments re-anchored in silence to a new delay
       audioChunks: 0,
     };
-    this.offsets = [];
+    this.offsets = []; // on-time paints, the last OFFSET_WINDOW
     this.offsetAll = { n: 0, sum: 0, min: Infinity, max: -Infinity };
+    this.history = { onTime: [], held: [] }; // offsets of every paint of each kind, bounded
+    this.paints = Object.fromEntries(PAINT_KINDS.map((k) => [k, 0])); // paints during speech
+    this.slots = Object.fromEntries(PAINT_KINDS.map((k) => [k, 0])); // frame times, by best paint
+    this._slot = null; // the frame time being painted: {index, best}
     this.silentMs = 0; // how long the latest chunks have been silent
     this.learnedLive = false; // a live segment of this session has had frames to learn from
   }
@@ -227,6 +240,7 @@ export class AvSync {
 
   /** `interrupt` was sent: silence now, drop every queued frame, round the timeline up. */
   interrupt() {
+    this._closeSlot();
     this._stopAudio();
     this.timeline = this._roundUp(this.timeline);
     this.segments = [];
@@ -323,6 +337,7 @@ export class AvSync {
   pick(presentMs) {
     const pos = this.positionAt(presentMs);
     if (pos === null) {
+      this._closeSlot();
       this._dropStale(presentMs);
       this.lastShown = null;
       return null;
@@ -336,7 +351,7 @@ export class AvSync {
         frame.shown = true;
         this.counters.framesShown += 1;
       }
-      this._recordOffset(this._offsetMs(pos, k));
+      this._recordPaint('onTime', k, this._offsetMs(pos, k));
       this.lastShown = frame;
       return { frame, index: k, fresh, positionMs: pos };
     }
@@ -345,9 +360,10 @@ export class AvSync {
       this.counters.framesMissed += 1;
     }
     if (this.lastShown && this.lastShown.index >= k - HOLD_MISSING_FRAMES) {
-      this._recordOffset(this._offsetMs(pos, this.lastShown.index));
+      this._recordPaint('held', k, this._offsetMs(pos, this.lastShown.index));
       return { frame: this.lastShown, index: this.lastShown.index, fresh: false, positionMs: pos };
     }
+    this._recordPaint('noMouth', k, null);
     this.lastShown = null;
     return { frame: null, index: k, fresh: false, positionMs: pos };
   }
@@ -361,7 +377,10 @@ export class AvSync {
     return positionMs - (index + 0.5) * this.frameMs;
   }
 
-  /** A/V offset statistics in ms over the paints during speech (see _offsetMs). */
+  /**
+   * A/V offset statistics in ms over the on-time paints during speech: those that showed the
+   * frame of the audio heard (see _offsetMs). Held paints are counted apart (syncStats).
+   */
   offsetStats() {
     const w = this.offsets;
     const all = this.offsetAll;
@@ -376,8 +395,53 @@ export class AvSync {
     };
   }
 
+  /**
+   * How well speech was covered. `slots`: the 40 ms frame times during speech, each counted
+   * once by the best it got (`onTime`: its own frame was painted; `held`: only the previous
+   * mouth, its frame came late; `noMouth`: no mouth at all). `lateShare`: the share of frame
+   * times whose frame came late (held or no mouth): delivery, not the clock. `paints`: the
+   * same per paint. `offsets`: percentiles (ms) of the on-time and the held paints' offsets.
+   */
+  syncStats() {
+    const slots = { ...this.slots };
+    if (this._slot) slots[this._slot.best] += 1; // the frame time being painted now
+    const total = PAINT_KINDS.reduce((n, k) => n + slots[k], 0);
+    return {
+      slots: { ...slots, total },
+      lateShare: total ? (slots.held + slots.noMouth) / total : null,
+      paints: { ...this.paints },
+      offsets: {
+        onTime: percentiles(this.history.onTime),
+        held: percentiles(this.history.held),
+      },
+    };
+  }
+
   queuedFrames() {
     return this.frames.size;
+  }
+
+  _recordPaint(kind, index, offsetMs) {
+    this.paints[kind] += 1;
+    if (offsetMs !== null) {
+      const history = this.history[kind];
+      history.push(offsetMs);
+      if (history.length > OFFSET_HISTORY) history.shift();
+    }
+    if (kind === 'onTime') this._recordOffset(offsetMs);
+    if (!this._slot || this._slot.index !== index) {
+      this._closeSlot();
+      this._slot = { index, best: kind };
+    } else if (PAINT_KINDS.indexOf(kind) < PAINT_KINDS.indexOf(this._slot.best)) {
+      this._slot.best = kind;
+    }
+  }
+
+  /** Count the frame time painted until now by the best it got. */
+  _closeSlot() {
+    if (!this._slot) return;
+    this.slots[this._slot.best] += 1;
+    this._slot = null;
   }
 
   _recordOffset(ms) {
@@ -429,4 +493,12 @@ export class AvSync {
     }
     this._nodes = new Set();
   }
+}
+
+/** {count, p50, p95, p99, min, max} of `values` (ms), nulls when there are none. */
+function percentiles(values) {
+  if (!values.length) return { count: 0, p50: null, p95: null, p99: null, min: null, max: null };
+  const sorted = Float64Array.from(values).sort();
+  const at = (q) => sorted[Math.min(sorted.length - 1, Math.floor((q / 100) * sorted.length))];
+  return { count: sorted.length, p50: at(50), p95: at(95), p99: at(99), min: sorted[0], max: sorted[sorted.length - 1] };
 }

@@ -11,9 +11,10 @@ const PONG_TIMEOUT_MS = 6000; // a connection that stops answering pings is trea
 const MAX_BUFFERED_BYTES = 2 * 1024 * 1024; // audio is dropped, not queued, past this backlog
 
 export class FrameClient extends EventTarget {
-  constructor(url, { statsIntervalMs = 1000, pingIntervalMs = 2000 } = {}) {
+  constructor(url, { statsIntervalMs = 1000, pingIntervalMs = 2000, audioSampleRate = null } = {}) {
     super();
     this.url = url;
+    this.audioSampleRate = audioSampleRate; // sent with `configure` on every new session
     this.statsIntervalMs = statsIntervalMs;
     this.pingIntervalMs = pingIntervalMs;
     this.state = 'idle'; // idle | connecting | open | reconnecting | stopped
@@ -87,7 +88,9 @@ export class FrameClient extends EventTarget {
       this.sessionsOpened += 1;
       this._lastPong = performance.now();
       this._setState('open');
-      ws.send(JSON.stringify({ type: 'configure', push_frames: true }));
+      const configure = { type: 'configure', push_frames: true };
+      if (this.audioSampleRate) configure.audio_sample_rate = this.audioSampleRate;
+      ws.send(JSON.stringify(configure));
       this.dispatchEvent(new CustomEvent('open', { detail: { session: this.sessionsOpened } }));
       this._startTimers();
     };

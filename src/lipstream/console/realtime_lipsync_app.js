@@ -184,7 +184,11 @@ class ConsoleApp {
 
   _startFrameClient() {
     const url = websocketUrl(this.config);
-    const client = new FrameClient(url);
+    // The sources send PCM at the server's AUDIO_SAMPLE_RATE: the playback clock counts in it,
+    // and every session is configured to take it.
+    const audioSampleRate = this.config.audio_sample_rate ?? 24000;
+    this.avSync.setSampleRate(audioSampleRate);
+    const client = new FrameClient(url, { audioSampleRate });
     this.client = client;
     this.stream = new SpeechStream({ client, avSync: this.avSync });
     this.stream.addEventListener('speech', () => this._renderSourceState());
@@ -610,6 +614,11 @@ class ConsoleApp {
     text('st-audio-buffer', fmt(s.server?.audio_buffer_ms, 0));
     text('st-frame-buffer', `${s.queuedFrames}${s.server ? ` / ${s.server.frame_buffer_fill ?? 0}` : ''}`);
     text('st-dropped', `${s.droppedFrames} / ${s.lateFrames}`);
+    const late = s.sync.lateShare;
+    text('st-on-time', late === null ? '–' : `${(100 * (1 - late)).toFixed(late > 0 && late < 0.001 ? 1 : 0)}`);
+    $('st-late-detail').textContent = s.sync.slots.total
+      ? `% · ${s.sync.slots.held} held, ${s.sync.slots.noMouth} without a mouth`
+      : '%';
     text('st-rtt', fmt(s.rttMs, 1));
     text('st-model', this.displayModel?.name ?? this.selectedModel ?? '–');
     $('st-model-detail').textContent = this.displayModel
@@ -717,6 +726,8 @@ class ConsoleApp {
       queuedFrames: this.avSync.queuedFrames(),
       droppedFrames: server?.frames_dropped ?? 0,
       lateFrames: this.avSync.counters.framesLate,
+      sync: this.avSync.syncStats(),
+      audioSampleRate: this.avSync.sampleRate,
       counters: { ...this.avSync.counters, frameDecodeErrors: this.frameDecodeErrors },
       audioChunksSent: this.stream?.chunksSent ?? 0,
       audioChunksDropped: this.stream?.chunksDropped ?? 0,

@@ -84,10 +84,14 @@ def optional_int(message: dict[str, Any], name: str) -> int | None:
     return value
 
 
-def error_reply(code: str, message: str, request_type: str | None = None) -> dict[str, Any]:
+def error_reply(
+    code: str, message: str, request_type: str | None = None, **details: Any
+) -> dict[str, Any]:
+    """``error``: the guide's fields, then ``details`` a client may act on (see the docs)."""
     reply: dict[str, Any] = {"type": "error", "code": code, "message": message}
     if request_type:
         reply["request_type"] = request_type
+    reply.update(details)
     return reply
 
 

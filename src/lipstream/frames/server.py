@@ -77,9 +77,11 @@ class _Connection:
         with contextlib.suppress(ConnectionClosed):
             await self.ws.send(proto.dumps(message))
 
-    async def send_error(self, code: str, message: str, request_type: str | None = None) -> None:
+    async def send_error(
+        self, code: str, message: str, request_type: str | None = None, **details: Any
+    ) -> None:
         log.info("session %s: %s: %s", self.id, code, message)
-        await self.send(proto.error_reply(code, message, request_type))
+        await self.send(proto.error_reply(code, message, request_type, **details))
 
     # ------------------------------------------------------------------------ lifetime
 
@@ -172,7 +174,10 @@ class _Connection:
 
     async def _deliver(self, released: int) -> None:
         if self.push_frames:
-            for frame in self.session.take_frames():
+            frames = self.session.take_frames()
+            if frames:
+                self.wake.set()  # the frame buffer has room again: plan the next jobs
+            for frame in frames:
                 await self.send(proto.frame_reply(frame, frame.model_name))
         elif released:
             await self.send(
@@ -205,7 +210,13 @@ class _Connection:
         try:
             self.session.push_audio(chunk)
         except Overloaded as exc:
-            await self.send_error("audio_buffer_full", str(exc), "audio_chunk")
+            await self.send_error(
+                "audio_buffer_full",
+                str(exc),
+                "audio_chunk",
+                refused_audio_ms=round(1000.0 * chunk.duration, 1),
+                audio_buffer_ms=round(self.session.audio_queued_ms, 1),
+            )
             return
         if self.settings.debug_audio_processing:
             log.info(
@@ -233,6 +244,8 @@ class _Connection:
             await self._on_audio(chunk)
         elif kind == "get_frame":
             frame = self.session.pop_frame()
+            if frame is not None:
+                self.wake.set()  # the frame buffer has room again: plan the next jobs
             model = self.session.model.name if self.session.model else None
             await self.send(proto.frame_reply(frame, model))
         elif kind == "set_model":
