@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 from lipstream.cli import main
@@ -9,7 +10,8 @@ from lipstream.cli import main
 
 def test_models_lists_valid_packages_and_names_broken_ones(fake_package, tmp_path, capsys):
     models = tmp_path / "models"
-    shutil.copytree(fake_package, models / "good")
+    name = json.loads((fake_package / "manifest.json").read_text())["name"]
+    shutil.copytree(fake_package, models / name)
     (models / "broken").mkdir()
     assert main(["models", "--models-dir", str(models)]) == 0
     out, err = capsys.readouterr()

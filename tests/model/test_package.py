@@ -289,3 +289,12 @@ def test_removing_a_runtime_family_keeps_the_package_valid(package_copy):
     with pytest.raises(PackageError, match="left without weights"):
         remove_weights(package_copy, "pytorch")  # its only runtime
     assert (package_copy / "generator.safetensors").is_file()
+
+
+def test_a_package_whose_folder_and_manifest_names_differ_is_refused_saying_which(package_copy):
+    models = package_copy.parent
+    shutil.copytree(package_copy, models / "renamed")  # its manifest still says "demo"
+    scan = list_packages(models)
+    assert [p.name for p in scan.packages] == ["demo"]
+    problem = scan.errors["renamed"]
+    assert "named 'demo'" in problem and "folder 'renamed'" in problem

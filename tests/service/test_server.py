@@ -256,3 +256,15 @@ def test_load_model_refuses_bad_warm_up_audio(lipsync):
         lipsync.stub.LoadModel(request, timeout=30)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "audio_override: audio is not valid base64" in caught.value.details()
+
+
+def test_load_model_serves_a_package_under_its_manifest_name_only(lipsync):
+    """The lip-sync service, the web server and model_changed.video_url all use one name."""
+    with pytest.raises(grpc.RpcError) as caught:
+        lipsync.stub.LoadModel(
+            pb.LoadModelRequest(model_name="other", package_path="demo"), timeout=60
+        )
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "named 'demo' in its manifest" in caught.value.details()
+    assert "load it as 'demo'" in caught.value.details()
+    assert [m.name for m in lipsync.stub.ListModels(pb.ListModelsRequest()).models] == ["demo"]

@@ -682,6 +682,15 @@ class PackageScan(NamedTuple):
     errors: Mapping[str, str]
 
 
+def name_mismatch(folder: Path, manifest_name: str) -> str:
+    """Why a package served from ``folder`` is refused: one package has one name everywhere."""
+    return (
+        f"model package {folder} is named {manifest_name!r} in its {MANIFEST} but lies in folder "
+        f"{folder.name!r}; a package is served under one name, so rename the folder to "
+        f"{manifest_name!r} or set the manifest's name to {folder.name!r}"
+    )
+
+
 def list_packages(models_dir: str | Path) -> PackageScan:
     """Every package folder under ``models_dir``, sorted by name; hidden folders are skipped."""
     root = Path(models_dir)
@@ -695,6 +704,9 @@ def list_packages(models_dir: str | Path) -> PackageScan:
             pkg = load_package(folder)
         except PackageError as exc:
             errors[folder.name] = str(exc)
+            continue
+        if pkg.name != folder.name:
+            errors[folder.name] = name_mismatch(folder, pkg.name)
             continue
         if pkg.name in seen:
             errors[folder.name] = (

@@ -23,7 +23,7 @@ from lipstream.audio import timeline as tl
 from lipstream.audio.features import CachedEncoder, segment_features
 from lipstream.errors import InvalidInput, LipstreamError, ModelNotFound, PackageError
 from lipstream.model.engine import AvatarModel, open_model
-from lipstream.model.package import MANIFEST, check_name
+from lipstream.model.package import MANIFEST, check_name, name_mismatch
 
 # Opens a package folder for inference: (folder, runtime, device) -> model.
 Opener = Callable[[Path, str, str], AvatarModel]
@@ -194,6 +194,13 @@ class ModelRegistry:
             except Exception as exc:
                 # ONNX Runtime reports unreadable graphs with plain Exception subclasses
                 raise PackageError(f"model package {folder} failed to load: {exc}") from exc
+            if model.package.name != name:  # one package has one name in every service
+                if folder.name != model.package.name:
+                    raise PackageError(name_mismatch(folder, model.package.name))
+                raise InvalidInput(
+                    f"model package {folder} is named {model.package.name!r} in its manifest; "
+                    f"load it as {model.package.name!r}, not {name!r}"
+                )
             try:
                 _warm_up(model, warmup)
             except Exception as exc:  # the audio is decoded already: the package is at fault
