@@ -68,3 +68,32 @@ def test_bench_e2e_streams_speech_through_the_system_and_gets_every_frame(
         assert 0 <= row[key] < 10_000, key
     table = bench_e2e.format_table([row])
     assert table.splitlines()[-1].startswith("| 2 | ")
+
+
+def test_bench_sync_refuses_an_unknown_source_saying_which_it_takes(capsys):
+    from lipstream.cli import main
+
+    assert main(["bench", "sync", "--sources", "text,tv"]) == 2
+    err = capsys.readouterr().err
+    assert "--sources takes text,file,mic" in err and "'text,tv'" in err
+
+
+def test_bench_sync_formats_one_row_per_played_source():
+    from lipstream.bench_sync import format_table
+
+    offsets = {"count": 240, "p50": 0.4, "p95": 18.2, "p99": 19.5, "min": -19.9, "max": 19.7}
+    none = dict.fromkeys(("p50", "p95", "p99", "min", "max"), None) | {"count": 0}
+    row = {
+        "source": "mic",
+        "frame_times": 200,
+        "on_time": 190,
+        "held": 8,
+        "no_mouth": 2,
+        "late_share": 0.05,
+        "on_time_offset": offsets,
+        "held_offset": none,
+        "playback_delay_ms": 612.0,
+        "server_latency_p95_ms": 35.2,
+    }
+    last = format_table([row]).splitlines()[-1]
+    assert last == "| mic | 200 | 95.0% | 4.0% | 1.0% | 0 / 18 / 20 ms | – ms | 612 ms | 35 ms |"

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from lipstream.bench_e2e import register_e2e
+from lipstream.bench_sync import register_sync
 from lipstream.errors import InvalidInput, PackageError
 
 RUNTIMES = ("torch", "onnx-fp32", "onnx-int8")
@@ -393,3 +394,4 @@ def register(subparsers: Any) -> None:
     model.add_argument("--seconds", type=float, default=5.0, help="timing per measurement")
     model.set_defaults(func=_run_model)
     register_e2e(sub)
+    register_sync(sub)
