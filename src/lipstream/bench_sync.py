@@ -17,13 +17,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import wave
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from lipstream.audio.files import read_audio_file
+from lipstream.audio.files import read_audio_file, write_wav
+from lipstream.audio.pcm import AudioChunk
 from lipstream.errors import InvalidInput, LipstreamError
 
 DEFAULT_SPEECH = Path(
@@ -55,11 +55,7 @@ def write_capture(speech: Path, folder: Path) -> Path:
     """The fake microphone's recording: ``speech`` at 48 kHz, then a second of silence."""
     audio = read_audio_file(speech, 48000)
     path = folder / "capture.wav"
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(48000)
-        out.writeframes(np.concatenate([audio.samples, np.zeros(48000, np.int16)]).tobytes())
+    write_wav(path, AudioChunk(np.concatenate([audio.samples, np.zeros(48000, np.int16)]), 48000))
     return path
 
 

@@ -27,25 +27,16 @@ from testkit.fake_openai import OPENAI_KEY, FakeOpenAI, serve_fake_openai
 from testkit.loop import LoopThread
 from testkit.network import TestNetwork
 
+from lipstream.bench_sync import CHROMIUM_ARGS as BENCH_CHROMIUM_ARGS
+from lipstream.bench_sync import write_capture
+
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 WEB_PORT, WEBSOCKET_PORT, GRPC_PORT = 3000, 8080, 50051
 CONSOLE_URL = f"http://127.0.0.1:{WEB_PORT}/index.html"
-# What the probe of this machine kind starts Chromium with, plus media: a fake microphone that
-# plays a speech file, and autoplay without a click.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--autoplay-policy=no-user-gesture-required",
-    "--use-fake-ui-for-media-stream",
-    "--use-fake-device-for-media-stream",
-    "--disable-features=WebRtcHideLocalIpsWithMdns",
-]
+# What the benchmark starts Chromium with (no sandbox as root, no network of its own, media
+# without prompts), and WebRTC candidates with plain addresses for the fake OpenAI's peer.
+CHROMIUM_ARGS = [*BENCH_CHROMIUM_ARGS, "--disable-features=WebRtcHideLocalIpsWithMdns"]
 
 
 class Service:
@@ -180,13 +171,7 @@ def system(console_system) -> Iterator[ConsoleSystem]:
 @pytest.fixture(scope="module")
 def speech_capture(speech_wav, tmp_path_factory) -> Path:
     """The fake microphone's recording: the test speech, then a second of silence, looped."""
-    from lipstream.audio.files import read_audio_file
-
-    audio = read_audio_file(speech_wav, 48000)
-    samples = np.concatenate([audio.samples, np.zeros(48000, np.int16)])
-    path = tmp_path_factory.mktemp("capture") / "speech.wav"
-    write_wav(path, samples, 48000)
-    return path
+    return write_capture(speech_wav, tmp_path_factory.mktemp("capture"))
 
 
 @pytest.fixture(scope="module")
@@ -347,13 +332,3 @@ def open_console(browser, console_system):
 def console(open_console) -> ConsolePage:
     """A fresh tab of the console, loaded, with the demo avatar ready."""
     return open_console()
-
-
-def write_wav(path: Path, samples: np.ndarray, rate: int) -> None:
-    import wave
-
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes(samples.astype("<i2").tobytes())
