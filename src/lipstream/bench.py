@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from lipstream.audio.timeline import FRAME_FEATURE_SHAPE
 from lipstream.bench_e2e import register_e2e
 from lipstream.bench_sync import register_sync
 from lipstream.errors import InvalidInput, PackageError
@@ -97,7 +98,7 @@ def time_calls(fn: Callable[[], Any], seconds: float, min_calls: int = 3) -> lis
 def time_runtime(runtime: Any, batch: int, seconds: float, frame_count: int) -> Timing:
     """Time ``runtime.generate`` on ``batch`` consecutive frames with random audio windows."""
     rng = np.random.default_rng(0)
-    audio = rng.standard_normal((batch, 32, 16, 16), dtype=np.float32)
+    audio = rng.standard_normal((batch, *FRAME_FEATURE_SHAPE), dtype=np.float32)
     state = {"start": 0}
 
     def call() -> None:
@@ -156,7 +157,7 @@ def synthetic_crops(count: int, seed: int = 0) -> np.ndarray:
 def synthetic_audio(count: int, seed: int = 1) -> np.ndarray:
     """Random stand-in audio feature windows float32 [count,32,16,16]."""
     rng = np.random.default_rng(seed)
-    return rng.standard_normal((count, 32, 16, 16), dtype=np.float32)
+    return rng.standard_normal((count, *FRAME_FEATURE_SHAPE), dtype=np.float32)
 
 
 def build_runtimes(

@@ -17,10 +17,10 @@ def test_newest_sample_follows_from_rows_windows_and_mel_frames():
     for k in range(500):
         newest_window = k + 6  # rows up to k+7; row r is E[r-1]
         newest_mel = int(80.0 * (newest_window / 25.0)) + 15
-        assert tl.newest_sample_index(k) == 200 * newest_mel + 399  # centred STFT reach
+        assert tl.samples_needed(k) - 1 == 200 * newest_mel + 399  # centred STFT reach
         assert 7080 <= tl.lookahead_samples(k) <= tl.LOOKAHEAD_SAMPLES
         # the frame waits for audio inside frame k + 11 at most
-        assert tl.newest_sample_index(k) // tl.SAMPLES_PER_FRAME <= k + tl.LOOKAHEAD_FRAMES
+        assert (tl.samples_needed(k) - 1) // tl.SAMPLES_PER_FRAME <= k + tl.LOOKAHEAD_FRAMES
 
 
 def test_frames_ready_is_the_inverse_of_samples_needed():

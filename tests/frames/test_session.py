@@ -10,7 +10,8 @@ from lipstream.audio.features import offline_features, segment_features
 from lipstream.audio.pcm import AudioChunk, float_to_pcm16
 from lipstream.audio.resample import resample
 from lipstream.errors import InvalidInput, Overloaded
-from lipstream.frames.session import ModelFacts, Session, Timings
+from lipstream.frames.session import Session, SessionModel
+from lipstream.frames.timings import Timings
 from lipstream.schedule import pingpong_frame_id
 
 RATE = 24000
@@ -49,7 +50,7 @@ def run_all_jobs(session: Session) -> list:
 
 def new_session(**kwargs) -> Session:
     session = Session(RATE, **kwargs)
-    session.set_model(ModelFacts("demo", frame_count=10))
+    session.set_model(SessionModel("demo", frame_count=10))
     return session
 
 

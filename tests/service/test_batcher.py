@@ -13,6 +13,11 @@ from lipstream.errors import InvalidInput, Overloaded, ServiceUnavailable
 from lipstream.service.batcher import Batcher, BatchQueue, DeadlineExceeded, Job
 
 
+async def answer(batches: Batcher, request: Job):
+    """Submit ``request`` and wait for its result, on the running loop."""
+    return await batches.submit(request)
+
+
 def job(runtime, ids, level: float = 0.0, **kwargs) -> Job:
     """A job whose every feature value is ``level`` (the fake shows it in channel 1)."""
     features = np.full((len(ids), 32, 16, 16), level, np.float32)
@@ -86,7 +91,7 @@ def test_a_full_batch_runs_without_waiting_out_the_window(batcher, new_runtime):
 def test_a_request_larger_than_a_batch_runs_in_passes(batcher, new_runtime):
     a = new_runtime()
     batches = batcher(max_batch_frames=3)
-    result = asyncio.run(batches.run(job(a, range(7))))
+    result = asyncio.run(answer(batches, job(a, range(7))))
     assert a.calls == [[0, 1, 2], [3, 4, 5], [6]]
     assert [pixel(j)[0] for j in result.jpegs] == list(range(7))
 
@@ -162,19 +167,10 @@ def test_a_failing_generator_fails_its_batch_and_the_worker_goes_on(batcher, new
 
     async def main():
         with pytest.raises(RuntimeError, match="device lost"):
-            await batches.run(job(Broken(), [0]))
-        return await batches.run(job(a, [1]))
+            await batches.submit(job(Broken(), [0]))
+        return await batches.submit(job(a, [1]))
 
     assert len(asyncio.run(main()).jpegs) == 1
-
-
-def test_raw_mouths_come_back_on_request(batcher, new_runtime):
-    a = new_runtime()
-    batches = batcher()
-    result = asyncio.run(batches.run(job(a, [3, 4], keep_mouths=True)))
-    assert result.mouths is not None and result.mouths.shape == (2, 320, 320, 3)
-    assert result.mouths[:, 0, 0, 0].tolist() == [12, 16]
-    assert asyncio.run(batches.run(job(a, [3]))).mouths is None
 
 
 def test_close_fails_queued_jobs_and_finishes_the_running_batch(batcher, new_runtime):

@@ -1,11 +1,9 @@
 """Audio in: PCM decoding, resampling to 16 kHz, the mel front end and the feature timeline."""
 
 from lipstream.audio.features import (
-    FRAME_FEATURE_SHAPE,
     Encoder,
     FeatureFrame,
     StreamingFeatureExtractor,
-    features_at_rate,
     offline_features,
     torch_encoder,
 )
@@ -19,6 +17,8 @@ from lipstream.audio.pcm import (
 )
 from lipstream.audio.resample import StreamingResampler, resample
 from lipstream.audio.timeline import (
+    FPS,
+    FRAME_FEATURE_SHAPE,
     LOOKAHEAD_FRAMES,
     LOOKAHEAD_MS,
     LOOKAHEAD_SAMPLES,
@@ -28,6 +28,7 @@ from lipstream.audio.timeline import (
 )
 
 __all__ = [
+    "FPS",
     "FRAME_FEATURE_SHAPE",
     "LOOKAHEAD_FRAMES",
     "LOOKAHEAD_MS",
@@ -40,7 +41,6 @@ __all__ = [
     "StreamingResampler",
     "decode_pcm16",
     "decode_pcm16_base64",
-    "features_at_rate",
     "float_to_pcm16",
     "frame_count",
     "frames_ready",

@@ -23,14 +23,13 @@ import numpy as np
 from lipstream.audio import timeline as tl
 from lipstream.audio.mel import N_MELS, StreamingMel, mel_frames, preemphasize
 from lipstream.audio.pcm import AudioChunk, as_float_samples, validate_sample_rate
-from lipstream.audio.resample import StreamingResampler, resample
+from lipstream.audio.resample import StreamingResampler
 from lipstream.errors import InvalidInput
 
 if TYPE_CHECKING:
     import torch
 
 Encoder = Callable[[np.ndarray], np.ndarray]
-FRAME_FEATURE_SHAPE = (32, 16, 16)
 _ENCODE_BATCH = 256  # windows per encoder call in offline use: bounds memory on long audio
 
 
@@ -89,7 +88,7 @@ def frame_features(encoded: np.ndarray, first_window: int, frame: int) -> np.nda
     for i, r in enumerate(range(frame - tl.ROWS_BEFORE, frame + tl.ROWS_AFTER + 1)):
         if r >= 0:  # rows before the stream's start stay zero
             rows[i] = encoded[max(r - 1, 0) - first_window]
-    return rows.reshape(FRAME_FEATURE_SHAPE)
+    return rows.reshape(tl.FRAME_FEATURE_SHAPE)
 
 
 def offline_features(pcm16k: AudioChunk | np.ndarray, encode: Encoder) -> np.ndarray:
@@ -101,7 +100,7 @@ def offline_features(pcm16k: AudioChunk | np.ndarray, encode: Encoder) -> np.nda
     x = as_float_samples(pcm16k)
     n_frames = tl.frame_count(len(x))
     if n_frames == 0:
-        return np.zeros((0, *FRAME_FEATURE_SHAPE), dtype=np.float32)
+        return np.zeros((0, *tl.FRAME_FEATURE_SHAPE), dtype=np.float32)
     # the same streaming mel, fed at once: the signal continued by silence as far as needed
     needed = tl.samples_needed(n_frames - 1)
     mel = StreamingMel().push(np.concatenate([x, np.zeros(needed - len(x))]))
@@ -278,15 +277,6 @@ class CachedEncoder:
         return out
 
 
-def features_at_rate(
-    audio: AudioChunk | np.ndarray, sample_rate: int, encode: Encoder
-) -> np.ndarray:
-    """``offline_features`` for audio at any accepted rate (resampled to 16 kHz first)."""
-    rate = validate_sample_rate(sample_rate)
-    x = as_float_samples(audio) if rate == tl.SAMPLE_RATE else resample(audio, rate)
-    return offline_features(x, encode)
-
-
 def segment_features(
     pcm16k: AudioChunk | np.ndarray,
     start_sample: int,
@@ -311,7 +301,7 @@ def segment_features(
     if isinstance(pcm16k, AudioChunk) and pcm16k.sample_rate != tl.SAMPLE_RATE:
         raise InvalidInput(f"segment_features takes 16000 Hz audio, got {pcm16k.sample_rate} Hz")
     if count == 0:
-        return np.zeros((0, *FRAME_FEATURE_SHAPE), dtype=np.float32)
+        return np.zeros((0, *tl.FRAME_FEATURE_SHAPE), dtype=np.float32)
     oldest = max(tl.first_sample_needed(first_frame), 0)
     if start_sample > oldest:
         raise InvalidInput(

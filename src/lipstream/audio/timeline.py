@@ -19,6 +19,7 @@ FEATURE_SIZE = 512
 ROWS_BEFORE = 8  # feature rows before the current one in a generator window
 ROWS_AFTER = 7  # feature rows after the current one
 WINDOW_ROWS = ROWS_BEFORE + 1 + ROWS_AFTER  # 16 rows -> [32, 16, 16]
+FRAME_FEATURE_SHAPE = (32, 16, 16)  # one frame's generator input: its rows, row-major
 
 
 def encoder_window_start(j: int) -> int:
@@ -41,11 +42,6 @@ def samples_needed(frame: int) -> int:
     if frame < 0:
         raise ValueError(f"frame index must be >= 0, got {frame}")
     return MEL_HOP * last_mel_frame(frame) + MEL_HALF_WINDOW
-
-
-def newest_sample_index(frame: int) -> int:
-    """Index of the newest 16 kHz sample ``frame`` depends on."""
-    return samples_needed(frame) - 1
 
 
 def lookahead_samples(frame: int) -> int:

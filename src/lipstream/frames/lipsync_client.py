@@ -20,7 +20,7 @@ from lipstream.errors import (
     Overloaded,
     ServiceUnavailable,
 )
-from lipstream.frames.session import InferenceJob, ModelFacts
+from lipstream.frames.session import InferenceJob, SessionModel
 from lipstream.service import lipsync_pb2 as pb
 from lipstream.service import lipsync_pb2_grpc as pb_grpc
 
@@ -56,7 +56,7 @@ class LipSyncClient:
         self.deadline_s = deadline_ms / 1000.0
         self._channel = grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS)
         self._stub = pb_grpc.LipSyncServiceStub(self._channel)
-        self._models: dict[str, ModelFacts] = {}
+        self._models: dict[str, SessionModel] = {}
         self._models_at = -1e9
         self._models_lock = asyncio.Lock()
         self.connected = False
@@ -64,7 +64,7 @@ class LipSyncClient:
     async def close(self) -> None:
         await self._channel.close()
 
-    async def models(self, refresh: bool = False) -> dict[str, ModelFacts]:
+    async def models(self, refresh: bool = False) -> dict[str, SessionModel]:
         """The service's models by name (cached for a few seconds)."""
         async with self._models_lock:
             if refresh or time.monotonic() - self._models_at > _MODELS_TTL_S:
@@ -77,12 +77,13 @@ class LipSyncClient:
                     raise _map_error(exc, "ListModels") from None
                 self.connected = True
                 self._models = {
-                    m.name: ModelFacts(m.name, m.frame_count, m.lookahead_ms) for m in answer.models
+                    m.name: SessionModel(m.name, m.frame_count, m.lookahead_ms)
+                    for m in answer.models
                 }
                 self._models_at = time.monotonic()
             return dict(self._models)
 
-    async def model(self, name: str) -> ModelFacts:
+    async def model(self, name: str) -> SessionModel:
         """One model's facts; ModelNotFound names the ones there are."""
         models = await self.models()
         if name not in models:

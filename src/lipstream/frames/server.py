@@ -13,9 +13,10 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any
+from typing import Any, TypeVar
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
@@ -31,16 +32,17 @@ from lipstream.errors import (
 )
 from lipstream.frames import protocol as proto
 from lipstream.frames.lipsync_client import LipSyncClient
-from lipstream.frames.session import InferenceJob, Session, Timings
+from lipstream.frames.session import InferenceJob, Session
+from lipstream.frames.timings import Timings
 from lipstream.lifecycle import serve_until_signalled
 from lipstream.logs import announce
 from lipstream.settings import Settings
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024  # hard limit: larger messages close the connection (1009)
 _RETRY_FIRST_S, _RETRY_MAX_S = 0.1, 2.0
-_SYNC_MARGIN_MS = 20.0  # added to the pipeline latency the client should delay its audio by
 HTTP_ANSWER = (
     "This is the lipstream frame generator. Connect with a WebSocket to ws://{host}:{port}/ "
     "(see docs/frame-protocol.md).\n"
@@ -52,7 +54,7 @@ class _Closing(Exception):
 
 
 class _Connection:
-    """One client: its session, its messages and its jobs."""
+    """One client: a shuttle between its socket and its Session, plus the jobs in flight."""
 
     def __init__(self, generator: FrameGenerator, ws: ServerConnection) -> None:
         self.generator = generator
@@ -70,6 +72,16 @@ class _Connection:
         self.wake = asyncio.Event()
         self.service_down_reported = False
         self._tg: asyncio.TaskGroup | None = None
+        self._handlers: dict[type, Callable[[Any], Awaitable[None]]] = {
+            proto.AudioChunkMessage: self._on_audio_message,
+            proto.GetFrame: self._on_get_frame,
+            proto.SetModel: self._on_set_model,
+            proto.GetStats: self._on_get_stats,
+            proto.Configure: self._on_configure,
+            proto.EndOfSpeech: self._on_end_of_speech,
+            proto.Interrupt: self._on_interrupt,
+            proto.Ping: self._on_ping,
+        }
 
     # ------------------------------------------------------------------------ sending
 
@@ -96,21 +108,37 @@ class _Connection:
         except* _Closing:
             pass
 
-    async def _choose_first_model(self) -> None:
+    async def _while_unreachable(
+        self, call: Callable[[], Awaitable[T]], wanted: Callable[[], bool]
+    ) -> T | None:
+        """``call()``, retried with backoff while the lip-sync service is unreachable.
+
+        The client is told once that the service is down, and the log once that it is back.
+        Returns None, without calling again, as soon as ``wanted()`` is False.
+        """
         delay = _RETRY_FIRST_S
-        while self.session.model is None:
+        while wanted():
             try:
-                models = await self.client.models()
+                result = await call()
             except ServiceUnavailable as exc:
                 await self._report_service_down(str(exc))
                 await asyncio.sleep(delay)
                 delay = min(2 * delay, _RETRY_MAX_S)
                 continue
             self._service_back()
-            if models and self.session.model is None:
+            return result
+        return None
+
+    async def _choose_first_model(self) -> None:
+        def no_model() -> bool:
+            return self.session.model is None
+
+        while no_model():
+            models = await self._while_unreachable(self.client.models, no_model)
+            if models and no_model():
                 self.session.set_model(models[sorted(models)[0]])
                 self.wake.set()
-            elif not models:
+            elif models is not None and not models:
                 await asyncio.sleep(_RETRY_MAX_S)
 
     async def _report_service_down(self, detail: str) -> None:
@@ -138,28 +166,22 @@ class _Connection:
                 self._tg.create_task(self._run_job(job), name=f"job-{self.id}-{job.job_id}")
 
     async def _run_job(self, job: InferenceJob) -> None:
-        delay = _RETRY_FIRST_S
-        while True:
-            if not self.session.is_in_flight(job):
-                return  # interrupted meanwhile
-            try:
-                mouths = await self.client.generate(job, self.id)
-            except ServiceUnavailable as exc:
-                await self._report_service_down(str(exc))
-                await asyncio.sleep(delay)
-                delay = min(2 * delay, _RETRY_MAX_S)
-                continue
-            except (InvalidInput, Overloaded, ModelNotFound) as exc:
-                self.session.fail(job)
-                first = job.timeline_first_frame
-                await self.send_error(
-                    "lipsync_failed",
-                    f"frames {first}..{first + job.frame_count - 1} were dropped: {exc}",
-                )
-                self.wake.set()
-                return
-            break
-        self._service_back()
+        try:
+            mouths = await self._while_unreachable(
+                lambda: self.client.generate(job, self.id),
+                lambda: self.session.is_in_flight(job),  # False once interrupted
+            )
+        except (InvalidInput, Overloaded, ModelNotFound) as exc:
+            self.session.fail(job)
+            first = job.timeline_first_frame
+            await self.send_error(
+                "lipsync_failed",
+                f"frames {first}..{first + job.frame_count - 1} were dropped: {exc}",
+            )
+            self.wake.set()
+            return
+        if mouths is None:
+            return
         released = self.session.complete(job, mouths)
         if self.settings.debug_frame_generation:
             log.info(
@@ -180,13 +202,7 @@ class _Connection:
             for frame in frames:
                 await self.send(proto.frame_reply(frame, frame.model_name))
         elif released:
-            await self.send(
-                {
-                    "type": "frames_generated",
-                    "count": released,
-                    "buffer_fill": self.session.frames_buffered,
-                }
-            )
+            await self.send(proto.frames_generated_reply(released, self.session.frames_buffered))
 
     # ------------------------------------------------------------------------ messages
 
@@ -199,7 +215,10 @@ class _Connection:
                             AudioChunk.from_bytes(message, self.session.sample_rate)
                         )
                     else:
-                        await self._on_message(proto.parse_message(message))
+                        parsed = proto.parse_message(message)
+                        if self.settings.debug_websocket_messages:
+                            log.info("session %s: %s", self.id, parsed.TYPE)
+                        await self._handlers[type(parsed)](parsed)
                 except proto.ProtocolError as exc:
                     await self.send_error(exc.code, str(exc), exc.request_type)
                 except InvalidInput as exc:
@@ -227,58 +246,33 @@ class _Connection:
             )
         self.wake.set()
 
-    async def _on_message(self, message: dict[str, Any]) -> None:
-        kind = message["type"]
-        if self.settings.debug_websocket_messages:
-            log.info("session %s: %s", self.id, kind)
-        if kind == "audio_chunk":
-            data = message.get("audio_data")
-            if not isinstance(data, str):
-                raise proto.ProtocolError(
-                    "bad_field", 'audio_chunk needs "audio_data": base64 PCM16 text', kind
-                )
-            try:
-                chunk = AudioChunk.from_base64(data, self.session.sample_rate)
-            except InvalidInput as exc:
-                raise proto.ProtocolError("bad_audio", str(exc), kind) from None
-            await self._on_audio(chunk)
-        elif kind == "get_frame":
-            frame = self.session.pop_frame()
-            if frame is not None:
-                self.wake.set()  # the frame buffer has room again: plan the next jobs
-            model = self.session.model.name if self.session.model else None
-            await self.send(proto.frame_reply(frame, model))
-        elif kind == "set_model":
-            await self._set_model(proto.string_field(message, "model_name"))
-        elif kind == "get_stats":
-            await self.send(self.stats())
-        elif kind == "configure":
-            await self._configure(message)
-        elif kind == "end_of_speech":
-            left = self.session.end_of_speech()
-            self.wake.set()
-            await self.send(
-                {
-                    "type": "speech_ended",
-                    "frames": left,
-                    "next_frame_index": self.session.next_frame_index,
-                }
-            )
-        elif kind == "interrupt":
-            dropped, dropped_ms = self.session.interrupt()
-            await self.send(
-                {
-                    "type": "interrupted",
-                    "dropped_frames": dropped,
-                    "dropped_audio_ms": round(dropped_ms, 1),
-                    "next_frame_index": self.session.next_frame_index,
-                }
-            )
-        elif kind == "ping":
-            reply = {k: v for k, v in message.items() if k != "type"}
-            await self.send({"type": "pong", **reply, "server_time": time.time()})
+    async def _on_audio_message(self, message: proto.AudioChunkMessage) -> None:
+        await self._on_audio(message.chunk(self.session.sample_rate))
 
-    async def _set_model(self, name: str) -> None:
+    async def _on_get_frame(self, message: proto.GetFrame) -> None:
+        frame = self.session.pop_frame()
+        if frame is not None:
+            self.wake.set()  # the frame buffer has room again: plan the next jobs
+        model = self.session.model.name if self.session.model else None
+        await self.send(proto.frame_reply(frame, model))
+
+    async def _on_get_stats(self, message: proto.GetStats) -> None:
+        await self.send(self.stats())
+
+    async def _on_end_of_speech(self, message: proto.EndOfSpeech) -> None:
+        left = self.session.end_of_speech()
+        self.wake.set()
+        await self.send(proto.speech_ended_reply(left, self.session.next_frame_index))
+
+    async def _on_interrupt(self, message: proto.Interrupt) -> None:
+        dropped, dropped_ms = self.session.interrupt()
+        await self.send(proto.interrupted_reply(dropped, dropped_ms, self.session.next_frame_index))
+
+    async def _on_ping(self, message: proto.Ping) -> None:
+        await self.send(proto.pong_reply(message.fields, time.time()))
+
+    async def _on_set_model(self, message: proto.SetModel) -> None:
+        name = message.model_name
         try:
             model = await self.client.model(name)
         except ModelNotFound as exc:
@@ -293,77 +287,61 @@ class _Connection:
         self.session.set_model(model)
         self.wake.set()
         await self.send(
-            {
-                "type": "model_changed",
-                "model_name": model.name,
-                "frame_count": model.frame_count,
-                "fps": 25,
-                "lookahead_ms": round(self.session.lookahead_ms, 1),
-                "pipeline_latency_ms": round(self.pipeline_latency_ms(), 1),
-                "video_url": f"/api/model-video/{model.name}",
-            }
+            proto.model_changed_reply(
+                model.name, model.frame_count, self.session.lookahead_ms, self.pipeline_latency_ms()
+            )
         )
 
-    async def _configure(self, message: dict[str, Any]) -> None:
-        push = proto.optional_bool(message, "push_frames")
-        rate = proto.optional_int(message, "audio_sample_rate")
-        if rate is not None:
+    async def _on_configure(self, message: proto.Configure) -> None:
+        if message.audio_sample_rate is not None:
             try:
-                self.session.set_sample_rate(rate)
+                self.session.set_sample_rate(message.audio_sample_rate)
             except InvalidInput as exc:
                 raise proto.ProtocolError("bad_field", str(exc), "configure") from None
-        if push is not None:
-            self.push_frames = push
-            if push:
+        if message.push_frames is not None:
+            self.push_frames = message.push_frames
+            if message.push_frames:
                 await self._deliver(0)
         await self.send(
-            {
-                "type": "configured",
-                "push_frames": self.push_frames,
-                "audio_sample_rate": self.session.sample_rate,
-                "audio_chunk_duration_ms": self.settings.audio_chunk_duration_ms,
-                "inference_batch_size": self.session.batch_size,
-                "audio_buffer_size_ms": self.session.audio_buffer_ms,
-                "lookahead_ms": round(self.session.lookahead_ms, 1),
-                "pipeline_latency_ms": round(self.pipeline_latency_ms(), 1),
-            }
+            proto.configured_reply(
+                push_frames=self.push_frames,
+                audio_sample_rate=self.session.sample_rate,
+                audio_chunk_duration_ms=self.settings.audio_chunk_duration_ms,
+                inference_batch_size=self.session.batch_size,
+                audio_buffer_size_ms=self.session.audio_buffer_ms,
+                lookahead_ms=self.session.lookahead_ms,
+                pipeline_latency_ms=self.pipeline_latency_ms(),
+            )
         )
 
     # ------------------------------------------------------------------------ stats
 
     def pipeline_latency_ms(self) -> float:
         """How long the client should delay its audio so that frames are there in time."""
-        s = self.session
-        return (
-            s.lookahead_ms
-            + self.settings.audio_chunk_duration_ms
-            + s.processing_estimate_ms()
-            + _SYNC_MARGIN_MS
-        )
+        return self.session.pipeline_latency_ms(self.settings.audio_chunk_duration_ms)
 
     def stats(self) -> dict[str, Any]:
         s = self.session
         queued = s.audio_queued_ms
-        return {
-            "type": "stats",
-            "audio_buffer_fill": int(-(-queued // self.settings.audio_chunk_duration_ms)),
-            "frame_buffer_fill": s.frames_buffered,
-            "can_generate": s.model is not None and self.client.connected,
-            "current_model": s.model.name if s.model else None,
-            "session_id": self.id,
-            "audio_buffer_ms": round(queued, 1),
-            "audio_sample_rate": s.sample_rate,
-            "lookahead_ms": round(s.lookahead_ms, 1),
-            "pipeline_latency_ms": round(self.pipeline_latency_ms(), 1),
-            "frames_generated": s.frames_generated,
-            "frames_sent": s.frames_sent,
-            "frames_dropped": s.frames_dropped,
-            "latency_ms": s.timings.latency.summary(),
-            "inference_ms": s.timings.round_trip.summary(),
-            "lipsync_service": "connected" if self.client.connected else "unavailable",
-            "next_frame_index": s.next_frame_index,
-            "push_frames": self.push_frames,
-        }
+        return proto.stats_reply(
+            audio_buffer_fill=int(-(-queued // self.settings.audio_chunk_duration_ms)),
+            frame_buffer_fill=s.frames_buffered,
+            can_generate=s.model is not None and self.client.connected,
+            current_model=s.model.name if s.model else None,
+            session_id=self.id,
+            audio_buffer_ms=round(queued, 1),
+            audio_sample_rate=s.sample_rate,
+            lookahead_ms=round(s.lookahead_ms, 1),
+            pipeline_latency_ms=round(self.pipeline_latency_ms(), 1),
+            frames_generated=s.frames_generated,
+            frames_sent=s.frames_sent,
+            frames_dropped=s.frames_dropped,
+            latency_ms=s.timings.latency.summary(),
+            inference_ms=s.timings.round_trip.summary(),
+            lipsync_service="connected" if self.client.connected else "unavailable",
+            next_frame_index=s.next_frame_index,
+            push_frames=self.push_frames,
+        )
 
 
 class FrameGenerator:

@@ -24,13 +24,14 @@ from lipstream.audio import timeline as tl
 from lipstream.audio.pcm import AudioChunk, float_to_pcm16, validate_sample_rate
 from lipstream.audio.resample import StreamingResampler
 from lipstream.errors import InvalidInput, Overloaded
+from lipstream.frames.timings import Timings, pipeline_latency_ms, processing_estimate_ms
 from lipstream.schedule import pingpong_frame_id
 
 FRAME_MS = 1000.0 / tl.FPS
 
 
 @dataclass(frozen=True)
-class ModelFacts:
+class SessionModel:
     """What a session needs to know of a model: its name, frames and lookahead."""
 
     name: str
@@ -88,51 +89,6 @@ class _Utterance:
         return self.total_frames if self.ended else tl.frames_ready(self.received)
 
 
-_OWN_ESTIMATE_FRAMES = 50  # two seconds of speech
-_FIRST_ESTIMATE_MS = 150.0  # processing time guessed before any frame was measured
-
-
-class Latencies:
-    """A bounded window of recent latencies with percentiles."""
-
-    def __init__(self, size: int = 500) -> None:
-        self._values: deque[float] = deque(maxlen=size)
-
-    def add(self, value: float) -> None:
-        self._values.append(value)
-
-    def __len__(self) -> int:
-        return len(self._values)
-
-    def percentile(self, q: float) -> float | None:
-        return float(np.percentile(self._values, q)) if self._values else None
-
-    def summary(self) -> dict[str, float | None]:
-        p50, p95 = self.percentile(50), self.percentile(95)
-        return {
-            "p50": None if p50 is None else round(p50, 1),
-            "p95": None if p95 is None else round(p95, 1),
-        }
-
-
-@dataclass
-class Timings:
-    """Recent frame latencies and job round trips in ms, of one session or of a whole server."""
-
-    latency: Latencies = field(default_factory=Latencies)
-    round_trip: Latencies = field(default_factory=Latencies)
-
-    def estimate_ms(self) -> float | None:
-        """The p99 frame latency, but never below the p99 round trip of a job; None: no data.
-
-        The round trip is the floor because latencies say nothing when every frame was ready
-        before it was due (clips sent ahead), yet a live stream still waits for each job.
-        """
-        values = [w.percentile(99) for w in (self.latency, self.round_trip)]
-        known = [v for v in values if v is not None]
-        return max(known) if known else None
-
-
 class Session:
     """Audio timeline, job planning and the ordered frame buffer of one client connection.
 
@@ -163,7 +119,7 @@ class Session:
         self._clock = clock
         self._wall_clock = wall_clock
         self._job_ids = itertools.count(1)
-        self.model: ModelFacts | None = None
+        self.model: SessionModel | None = None
         self.frames_generated = 0
         self.frames_sent = 0
         self.frames_dropped = 0
@@ -191,7 +147,7 @@ class Session:
             )
         self._set_rate(sample_rate)
 
-    def set_model(self, model: ModelFacts) -> None:
+    def set_model(self, model: SessionModel) -> None:
         """Frames planned from now on use ``model``; frames already made keep theirs."""
         if model.frame_count < 1:
             raise InvalidInput(f"model {model.name} has no frames")
@@ -374,7 +330,6 @@ class Session:
         self,
         job: InferenceJob,
         mouths: Sequence[tuple[bytes, Sequence[float]]],
-        model_name: str | None = None,
     ) -> int:
         """Hand in a job's mouths (JPEG, bounds) in frame order; returns frames now buffered.
 
@@ -405,7 +360,7 @@ class Session:
                             float(bounds[2]),
                             float(bounds[3]),
                         ),
-                        model_name=model_name or job.model_name,
+                        model_name=job.model_name,
                         made_at=wall,
                         latency_ms=latency,
                     )
@@ -454,15 +409,9 @@ class Session:
         return frames
 
     def processing_estimate_ms(self) -> float:
-        """What to expect between a frame's audio and the frame (Timings.estimate_ms).
+        """What to expect between a frame's audio and the frame (timings.processing_estimate_ms)."""
+        return processing_estimate_ms(self.timings, self._shared_timings)
 
-        p99, not p95: at 25 frames/s a delay that only covers 95% of frames leaves a late frame
-        (a frozen mouth) more than once a second. Until the session has measured
-        ``_OWN_ESTIMATE_FRAMES`` frames, the server's recent frames over all sessions (the
-        load is the server's, not the session's) stand in, and before any frame a guess.
-        """
-        timings = self.timings
-        if len(timings.latency) < _OWN_ESTIMATE_FRAMES and self._shared_timings is not None:
-            timings = self._shared_timings
-        estimate = timings.estimate_ms()
-        return _FIRST_ESTIMATE_MS if estimate is None else estimate
+    def pipeline_latency_ms(self, chunk_ms: float) -> float:
+        """How long the client should delay its audio, when it sends chunks of ``chunk_ms``."""
+        return pipeline_latency_ms(self.lookahead_ms, chunk_ms, self.processing_estimate_ms())

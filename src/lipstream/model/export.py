@@ -27,6 +27,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from lipstream.audio.timeline import FRAME_FEATURE_SHAPE
 from lipstream.geometry import MASK
 from lipstream.geometry import NETWORK_SIZE as IMAGE_SIZE
 
@@ -105,7 +106,7 @@ def export_generator_network(generator, path: str | Path) -> Path:
 
     path = Path(path)
     net = generator.eval()
-    example = (torch.rand(1, 6, IMAGE_SIZE, IMAGE_SIZE), torch.rand(1, 32, 16, 16))
+    example = (torch.rand(1, 6, IMAGE_SIZE, IMAGE_SIZE), torch.rand(1, *FRAME_FEATURE_SHAPE))
     _torch_export(net, example, path, [NETWORK_IMAGE, AUDIO], [NETWORK_OUT])
     model = onnx.load(str(path))
     _drop_identities(model)

@@ -14,8 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-IMAGE_SIZE = 320
-AUDIO_FEATURE_SHAPE = (32, 16, 16)
+from lipstream.audio.timeline import FRAME_FEATURE_SHAPE
 
 
 @dataclass(frozen=True)
@@ -122,7 +121,7 @@ class AudioConv(nn.Module):
     def __init__(self, cfg: GeneratorConfig):
         super().__init__()
         c = cfg.channels
-        self.conv1 = InvertedResidual(AUDIO_FEATURE_SHAPE[0], c(64))
+        self.conv1 = InvertedResidual(FRAME_FEATURE_SHAPE[0], c(64))
         self.conv2 = InvertedResidual(c(64), c(128))
         self.conv3 = nn.Conv2d(c(128), c(256), 3, 1, 1)
         self.bn3 = nn.BatchNorm2d(c(256))
@@ -134,11 +133,12 @@ class AudioConv(nn.Module):
         self.conv7 = InvertedResidual(c(512), c(512), residual=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.conv2(self.conv1(x))
-        x = self.relu(self.bn3(self.conv3(x)))
-        x = self.conv4(x)
-        x = self.relu(self.bn5(self.conv5(x)))
-        return self.conv7(self.conv6(x))
+        # shapes for width 1.0; C(n) is n scaled by the width
+        x = self.conv2(self.conv1(x))  # [N,32,16,16] -> [N,C(128),16,16]
+        x = self.relu(self.bn3(self.conv3(x)))  # -> [N,C(256),16,16]
+        x = self.conv4(x)  # residual, same shape
+        x = self.relu(self.bn5(self.conv5(x)))  # stride 2, padding 3: -> [N,C(512),10,10]
+        return self.conv7(self.conv6(x))  # residual blocks: [N,C(512),10,10]
 
 
 class Generator(nn.Module):
@@ -167,16 +167,18 @@ class Generator(nn.Module):
         self.outc = OutConv(c(16), 3)
 
     def forward(self, image: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
-        x1 = self.inc(image)
-        x2 = self.down1(x1)
-        x3 = self.down2(x2)
-        x4 = self.down3(x3)
-        x5 = self.down4(x4)
-        x6 = self.down5(x5)
-        x6 = self.fuse_conv(torch.cat([x6, self.audio_model(audio)], dim=1))
-        x = self.up1(x6, x5)
-        x = self.up2(x, x4)
-        x = self.up3(x, x3)
-        x = self.up4(x, x2)
-        x = self.up5(x, x1)
-        return torch.sigmoid(self.outc(x))
+        # shapes for a 320x320 crop; C(n) is n channels scaled by the width (C(n) = n at 1.0)
+        x1 = self.inc(image)  # [N,6,320,320] -> [N,C(32),320,320]
+        x2 = self.down1(x1)  # -> [N,C(32),160,160]
+        x3 = self.down2(x2)  # -> [N,C(64),80,80]
+        x4 = self.down3(x3)  # -> [N,C(128),40,40]
+        x5 = self.down4(x4)  # -> [N,C(256),20,20]
+        x6 = self.down5(x5)  # -> [N,C(512),10,10]
+        a = self.audio_model(audio)  # [N,32,16,16] -> [N,C(512),10,10]
+        x6 = self.fuse_conv(torch.cat([x6, a], dim=1))  # [N,2C(512),10,10] -> [N,C(256),10,10]
+        x = self.up1(x6, x5)  # x2 and skip: [N,2C(256),20,20] -> [N,C(128),20,20]
+        x = self.up2(x, x4)  # -> [N,C(64),40,40]
+        x = self.up3(x, x3)  # -> [N,C(32),80,80]
+        x = self.up4(x, x2)  # -> [N,C(32),160,160]
+        x = self.up5(x, x1)  # -> [N,C(16),320,320]
+        return torch.sigmoid(self.outc(x))  # [N,3,320,320] in (0,1)

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from lipstream.audio.timeline import FRAME_FEATURE_SHAPE
 from lipstream.errors import InvalidInput
 from lipstream.model.export import (
     AUDIO,
@@ -202,7 +203,7 @@ def _check_calibration(crops320: np.ndarray, audio_windows: np.ndarray) -> None:
     if (
         not isinstance(audio_windows, np.ndarray)
         or audio_windows.ndim != 4
-        or audio_windows.shape[1:] != (32, 16, 16)
+        or audio_windows.shape[1:] != FRAME_FEATURE_SHAPE
         or len(audio_windows) == 0
     ):
         raise InvalidInput("calibration audio must be a non-empty array [N,32,16,16]")

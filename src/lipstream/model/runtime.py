@@ -17,9 +17,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from lipstream.audio.features import FRAME_FEATURE_SHAPE as AUDIO_WINDOW_SHAPE
 from lipstream.audio.mel import N_MELS
-from lipstream.audio.timeline import FEATURE_SIZE, MEL_WINDOW_FRAMES
+from lipstream.audio.timeline import FEATURE_SIZE, FRAME_FEATURE_SHAPE, MEL_WINDOW_FRAMES
 from lipstream.errors import InvalidInput
 from lipstream.geometry import MASK
 from lipstream.geometry import NETWORK_SIZE as IMAGE_SIZE
@@ -79,7 +78,7 @@ def check_request(
         )
     if audio_windows.dtype != np.float32:
         raise InvalidInput(f"audio windows must be float32, got dtype {audio_windows.dtype}")
-    if audio_windows.ndim != 4 or audio_windows.shape[1:] != AUDIO_WINDOW_SHAPE:
+    if audio_windows.ndim != 4 or audio_windows.shape[1:] != FRAME_FEATURE_SHAPE:
         raise InvalidInput(
             f"audio windows must have shape [N,32,16,16], got {list(audio_windows.shape)}"
         )

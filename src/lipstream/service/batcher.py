@@ -51,7 +51,6 @@ class FrameResult:
     """The mouths made for one job, with how they were made."""
 
     jpegs: list[bytes]  # one JPEG per frame id, in order
-    mouths: np.ndarray | None  # the raw uint8 BGR [N,320,320,3], when the job asked for them
     batch_frames: int  # frames in the forward pass this job rode in
     queue_ms: float  # from submission to the start of its batch
     compute_ms: float  # from the start of its batch to its mouths being encoded
@@ -65,7 +64,6 @@ class Job:
     frame_ids: tuple[int, ...]
     features: Features
     deadline: float | None = None  # on the batcher's clock (time.monotonic by default)
-    keep_mouths: bool = False
     submitted: float = 0.0
     future: asyncio.Future[FrameResult] | None = field(default=None, repr=False)
     loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
@@ -214,10 +212,6 @@ class Batcher:
         with self._cond:
             self._queue.remove(job)
 
-    async def run(self, job: Job) -> FrameResult:
-        """Submit ``job`` and wait for its result."""
-        return await self.submit(job)
-
     def close(self, timeout: float | None = 30.0) -> None:
         """Stop taking jobs, fail the queued ones, finish the running batch, join the worker."""
         with self._cond:
@@ -308,7 +302,6 @@ class Batcher:
                 job,
                 FrameResult(
                     jpegs=jpegs,
-                    mouths=own.copy() if job.keep_mouths else None,
                     batch_frames=len(frame_ids),
                     queue_ms=1000.0 * (start - job.submitted),
                     compute_ms=1000.0 * (done - start),
