@@ -15,10 +15,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import os
-import re
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,12 +23,12 @@ import numpy as np
 
 from lipstream.audio import timeline as tl
 from lipstream.audio.files import read_audio_file
-from lipstream.errors import InvalidInput, LipstreamError
+from lipstream.bench_serve import ServeProcess
+from lipstream.errors import InvalidInput
 
 DEFAULT_SPEECH = Path(
     "/usr/share/pocketsphinx/test/data/librivox/sense_and_sensibility_01_austen_64kb-0870.wav"
 )
-_READY = re.compile(r"WebSocket server started on (ws://\S+)")
 
 
 @dataclass
@@ -142,41 +138,6 @@ async def run_sessions(url: str, pcm: np.ndarray, rate: int, sessions: int) -> d
     return summarize(list(results), rate, chunk)
 
 
-class _ServeProcess:
-    """``lipstream serve`` on free ports in a child process."""
-
-    def __init__(self, models_dir: Path) -> None:
-        env = dict(os.environ, PORT="0", WEBSOCKET_PORT="0", GRPC_SERVER_PORT="0", HOST="127.0.0.1")
-        env["MODELS_DIR"] = str(models_dir)
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "lipstream.cli", "serve"],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        assert self.process.stdout is not None
-        deadline = time.monotonic() + 120
-        self.url = ""
-        for line in self.process.stdout:
-            match = _READY.search(line)
-            if match:
-                self.url = match.group(1)
-                break
-            if time.monotonic() > deadline:
-                break
-        if not self.url:
-            self.stop()
-            raise LipstreamError("lipstream serve did not start (no WebSocket start-up line)")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-
-
 def format_table(rows: list[dict]) -> str:
     lines = [
         "| sessions | frames/s per session | latency p50 / p95 (server, while streaming) | "
@@ -199,9 +160,9 @@ def run_e2e(
     if not speech.is_file():
         raise InvalidInput(f"speech file {speech} not found (pocketsphinx-testdata ships one)")
     pcm = read_audio_file(speech, rate).samples
-    server = None if url else _ServeProcess(models_dir)
+    server = None if url else ServeProcess(models_dir)
     try:
-        target = url or server.url  # type: ignore[union-attr]
+        target = url or server.websocket_url  # type: ignore[union-attr]
         rows = []
         for n in sessions:
             row = asyncio.run(run_sessions(target, pcm, rate, n))

@@ -11,12 +11,7 @@ decodes them), the offset of on-time paints is the console's clock. Without ``--
 
 from __future__ import annotations
 
-import os
-import re
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +19,7 @@ import numpy as np
 
 from lipstream.audio.files import read_audio_file, write_wav
 from lipstream.audio.pcm import AudioChunk
+from lipstream.bench_serve import ServeProcess
 from lipstream.errors import InvalidInput, LipstreamError
 
 DEFAULT_SPEECH = Path(
@@ -47,7 +43,6 @@ CHROMIUM_ARGS = [
     "--use-fake-ui-for-media-stream",
     "--use-fake-device-for-media-stream",
 ]
-_UP = re.compile(r"lipstream is up: open (http://\S+)")
 _READY_JS = "s => s.modelReady && s.drawn && s.connections.frameGenerator === 'open'"
 
 
@@ -150,41 +145,6 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-class _Serve:
-    """``lipstream serve`` on free ports in a child process; ``url`` is the console's."""
-
-    def __init__(self, models_dir: Path) -> None:
-        env = dict(os.environ, PORT="0", WEBSOCKET_PORT="0", GRPC_SERVER_PORT="0", HOST="127.0.0.1")
-        env["MODELS_DIR"] = str(models_dir)
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "lipstream.cli", "serve"],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        assert self.process.stdout is not None
-        deadline = time.monotonic() + 120
-        self.url = ""
-        for line in self.process.stdout:
-            if match := _UP.search(line):
-                self.url = match.group(1)
-                break
-            if time.monotonic() > deadline:
-                break
-        if not self.url:
-            self.stop()
-            raise LipstreamError("lipstream serve did not start (no 'lipstream is up' line)")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(15)
-
-
 def run_sync(args) -> list[dict]:
     try:
         from playwright.sync_api import sync_playwright
@@ -203,10 +163,10 @@ def run_sync(args) -> list[dict]:
         raise InvalidInput(f"speech file {args.speech} not found (pocketsphinx-testdata ships one)")
     if args.repeat < 1:
         raise InvalidInput("--repeat needs at least 1")
-    server = None if args.url else _Serve(args.models_dir)
+    server = None if args.url else ServeProcess(args.models_dir)
     rows: list[dict] = []
     try:
-        url = args.url or server.url  # type: ignore[union-attr]
+        url = args.url or server.console_url  # type: ignore[union-attr]
         with tempfile.TemporaryDirectory() as folder, sync_playwright() as playwright:
             capture = write_capture(args.speech, Path(folder))
             seconds = read_audio_file(args.speech, 16000).duration

@@ -1,0 +1,75 @@
+"""The system a benchmark measures: ``lipstream serve`` on free ports, in a child process.
+
+The benchmarks (``bench e2e``, ``bench sync``) start one unless given the URL of a running
+system. It is up once it prints its "lipstream is up" line; the frame generator's WebSocket URL
+and the console's URL are read from its start-up lines.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from lipstream.errors import LipstreamError
+
+_WEBSOCKET = re.compile(r"WebSocket server started on (ws://\S+)")
+_UP = re.compile(r"lipstream is up: open (http://\S+)")
+START_TIMEOUT_S = 120.0
+
+
+class ServeProcess:
+    """``lipstream serve`` on free ports, on ``models_dir``; ``stop()`` ends it."""
+
+    def __init__(self, models_dir: Path, timeout_s: float = START_TIMEOUT_S) -> None:
+        env = dict(os.environ, PORT="0", WEBSOCKET_PORT="0", GRPC_SERVER_PORT="0", HOST="127.0.0.1")
+        env["MODELS_DIR"] = str(models_dir)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "lipstream.cli", "serve"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        self.websocket_url = ""
+        self.console_url = ""
+        lines: queue.Queue[str | None] = queue.Queue()
+        # read its output for as long as it runs, so that a full pipe never blocks it
+        threading.Thread(target=self._read, args=(lines,), daemon=True).start()
+        deadline = time.monotonic() + timeout_s
+        while not self.console_url and (left := deadline - time.monotonic()) > 0:
+            try:
+                line = lines.get(timeout=left)
+            except queue.Empty:
+                break
+            if line is None:  # it exited
+                break
+            if match := _WEBSOCKET.search(line):
+                self.websocket_url = match.group(1)
+            if match := _UP.search(line):
+                self.console_url = match.group(1)
+        if not (self.console_url and self.websocket_url):
+            self.stop()
+            raise LipstreamError(
+                f"lipstream serve did not start within {timeout_s:.0f} s "
+                "(no 'lipstream is up' line); run `lipstream serve` to see why"
+            )
+
+    def _read(self, lines: queue.Queue[str | None]) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(15)
