@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 
 from lipstream.audio.pcm import AudioChunk
+from lipstream.audio.timeline import FPS
 from lipstream.errors import InvalidInput
 
 
@@ -18,7 +19,7 @@ class Mp4Writer:
     """Writes BGR frames as H.264 yuv420p MP4, tagged BT.709 as browsers expect."""
 
     def __init__(
-        self, path: Path, width: int, height: int, fps: int = 25, audio_rate: int | None = None
+        self, path: Path, width: int, height: int, fps: int = FPS, audio_rate: int | None = None
     ):
         self.width, self.height = width, height
         # yuv420p needs even sides: pad right/bottom so pixel coordinates stay unchanged.
