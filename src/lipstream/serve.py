@@ -14,7 +14,7 @@ from typing import Any
 
 from lipstream.lifecycle import serve_until_signalled
 from lipstream.logs import announce, configure_logging
-from lipstream.settings import Settings, environment_file, load_settings
+from lipstream.settings import Settings, command_settings
 
 _ANY_ADDRESS = {"0.0.0.0", "::", ""}
 
@@ -85,10 +85,7 @@ def register(subparsers) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    overrides = {"models_dir": args.models_dir, "host": args.host}
-    settings = load_settings(
-        environment_file(), **{k: v for k, v in overrides.items() if v is not None}
-    )
+    settings = command_settings(models_dir=args.models_dir, host=args.host)
     for service in ("grpc", "frames", "web"):
         configure_logging(settings, service)
     asyncio.run(serve_until_signalled(start_system(settings)))

@@ -126,6 +126,15 @@ def load_settings(env_file: str | Path | None = ".env", **overrides: Any) -> Set
         raise InvalidInput("bad setting: " + "; ".join(problems)) from None
 
 
+def command_settings(**options: Any) -> Settings:
+    """A command's settings: the environment and .env, overridden by the options it was given.
+
+    ``options`` maps setting names to command-line values; None means the option was not given.
+    """
+    given = {name: value for name, value in options.items() if value is not None}
+    return load_settings(environment_file(), **given)
+
+
 def environment_file() -> str | None:
     """The .env file the services read: LIPSTREAM_ENV_FILE, else ./.env when it exists."""
     chosen = os.environ.get("LIPSTREAM_ENV_FILE")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from lipstream.logs import configure_logging
-from lipstream.settings import environment_file, load_settings
+from lipstream.settings import command_settings
 
 
 def register(subparsers) -> None:
@@ -22,13 +22,8 @@ def register(subparsers) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    overrides = {
-        "host": args.host,
-        "websocket_port": args.port,
-        "grpc_server_address": args.lipsync,
-    }
-    settings = load_settings(
-        environment_file(), **{k: v for k, v in overrides.items() if v is not None}
+    settings = command_settings(
+        host=args.host, websocket_port=args.port, grpc_server_address=args.lipsync
     )
     configure_logging(settings, "frames")
     from lipstream.frames.server import run_frame_server

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
 from lipstream.model.engine import RUNTIME_CHOICES
 
@@ -31,15 +30,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def _cmd_grpc(args: argparse.Namespace) -> int:
     from lipstream.service.server import run_lipsync_server
-    from lipstream.settings import environment_file, load_settings
+    from lipstream.settings import command_settings
 
-    given = {
-        "models_dir": args.models_dir,
-        "host": args.host,
-        "grpc_server_port": args.port,
-        "runtime": args.runtime,
-        "device": args.device,
-    }
-    overrides: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
-    settings = load_settings(environment_file(), **overrides)
+    settings = command_settings(
+        models_dir=args.models_dir,
+        host=args.host,
+        grpc_server_port=args.port,
+        runtime=args.runtime,
+        device=args.device,
+    )
     return run_lipsync_server(settings)
