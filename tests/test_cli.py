@@ -6,6 +6,7 @@ import builtins
 
 import pytest
 
+import lipstream.avatar
 from lipstream import cli
 
 
@@ -27,5 +28,6 @@ def test_a_subcommand_whose_extra_is_missing_says_what_to_install(monkeypatch, c
 
     monkeypatch.setattr(builtins, "__import__", without_torch)
     monkeypatch.delitem(__import__("sys").modules, "lipstream.avatar.train", raising=False)
+    monkeypatch.delattr(lipstream.avatar, "train", raising=False)  # as if never imported
     assert cli.main(["train", "demo", "--steps", "3"]) == 2
     assert "pip install 'lipstream[torch]'" in capsys.readouterr().err

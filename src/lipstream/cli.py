@@ -19,12 +19,12 @@ COMMAND_MODULES: list[str] = [
     "lipstream.serve",
     "lipstream.web.commands",
 ]
-# Modules that need an optional extra: (module, the extra that provides it, its subcommands
-# with their one-line help). They are imported only when one of their commands runs, so that
-# the other commands (the servers above all) start without loading PyTorch.
-OPTIONAL_COMMAND_MODULES: list[tuple[str, str, dict[str, str]]] = [
+# Commands that need an optional extra: ("module:register function", the extra that provides
+# it, its subcommands with their one-line help). The function runs only when one of their
+# commands does, so that the other commands (the servers above all) start without PyTorch.
+OPTIONAL_COMMANDS: list[tuple[str, str, dict[str, str]]] = [
     (
-        "lipstream.avatar.train",
+        "lipstream.avatar.commands:register_train",
         "torch",
         {"train": "train an avatar's lip-sync model from its dataset and write its package"},
     ),
@@ -38,19 +38,18 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
-    for name, extra, commands in OPTIONAL_COMMAND_MODULES:
+    for target, extra, commands in OPTIONAL_COMMANDS:
         if not any(command in argv[:1] for command in commands):
             for command, help_text in commands.items():
                 p = subparsers.add_parser(command, help=help_text, add_help=False)
                 p.add_argument("rest", nargs=argparse.REMAINDER)
             continue
+        module, function = target.split(":")
         try:
-            module = importlib.import_module(name)
+            getattr(importlib.import_module(module), function)(subparsers)
         except ModuleNotFoundError as exc:
             for command in commands:
                 _register_missing(subparsers, command, extra, exc.name or "a dependency")
-        else:
-            module.register(subparsers)
     return parser
 
 

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from lipstream.audio.features import offline_features, torch_encoder
+from lipstream.avatar.commands import register_train
 from lipstream.avatar.evaluate import audio_features
 from lipstream.avatar.train import (
     FrameSampler,
@@ -20,7 +21,6 @@ from lipstream.avatar.train import (
     Trainer,
     checkpoints,
     load_training_data,
-    register,
     train,
 )
 from lipstream.errors import InvalidInput
@@ -166,7 +166,7 @@ def test_bad_config_names_the_field() -> None:
 
 def test_register_adds_the_train_command() -> None:
     parser = argparse.ArgumentParser()
-    register(parser.add_subparsers(dest="command"))
+    register_train(parser.add_subparsers(dest="command"))
     args = parser.parse_args(
         ["train", "alice", "--steps", "50", "--width", "0.5", "--batch-size", "4", "--resume"]
     )

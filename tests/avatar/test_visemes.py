@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from lipstream.audio.timeline import FPS
 from lipstream.avatar import visemes
 from lipstream.errors import InvalidInput
 
@@ -21,7 +22,7 @@ def timed(*items: tuple[str, float]) -> list[tuple[str, float, float]]:
 
 
 def frame_at(t: float) -> int:
-    return int(t * visemes.FPS)
+    return int(t * FPS)
 
 
 # "map", as Piper times it: the stress mark before the vowel, silence around.

@@ -1,1 +1,1 @@
-"""Helpers the test folders share: an event loop thread, a fake OpenAI, a private network."""
+"""Helpers the test folders share: an event loop thread, a fake OpenAI, a network, a portrait."""

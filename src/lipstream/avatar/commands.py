@@ -1,4 +1,10 @@
-"""The ``lipstream build`` subcommand: a training dataset from a talking-head video."""
+"""The avatar builder's commands: ``build``, ``avatar-from-photo`` and ``train``.
+
+``build`` makes a training dataset from a talking-head video, ``avatar-from-photo`` a whole avatar
+from one portrait, and ``train`` an avatar's lip-sync model from its dataset. ``register`` adds
+the first two; ``register_train`` adds ``train``, which needs PyTorch, so ``lipstream.cli`` calls it
+only when ``train`` runs.
+"""
 
 from __future__ import annotations
 
@@ -134,4 +140,87 @@ def _cmd_from_photo(args: argparse.Namespace) -> int:
         progress=sys.stderr.isatty(),
     )
     print(package_summary(package))
+    return 0
+
+
+def register_train(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``train`` subcommand (it needs PyTorch: ``lipstream.cli`` adds it on demand)."""
+    from lipstream.avatar import train
+
+    defaults = train.TrainConfig()
+    p = subparsers.add_parser(
+        "train",
+        help="train an avatar's lip-sync model from its dataset and write its model package",
+        description=train.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("name", help="dataset name (its folder under --datasets-dir) and package name")
+    p.add_argument("--datasets-dir", type=Path, default=Path("datasets"), help="default: datasets")
+    p.add_argument("--models-dir", type=Path, default=Path("models"), help="default: models")
+    p.add_argument("--steps", type=int, default=defaults.steps, help=f"default: {defaults.steps}")
+    p.add_argument(
+        "--width",
+        type=float,
+        default=defaults.width,
+        help=f"generator width, default {defaults.width}",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=defaults.batch_size,
+        help=f"default: {defaults.batch_size}",
+    )
+    p.add_argument("--lr", type=float, default=defaults.lr, help=f"default: {defaults.lr}")
+    p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=defaults.checkpoint_every,
+        help=f"steps between checkpoints, default {defaults.checkpoint_every}",
+    )
+    p.add_argument("--seed", type=int, default=defaults.seed, help=f"default: {defaults.seed}")
+    p.add_argument(
+        "--run-dir",
+        type=Path,
+        help="where checkpoints go; default: <datasets-dir>/<name>/training",
+    )
+    p.add_argument(
+        "--avatar-frames",
+        metavar="DATASET",
+        help="a dataset (under --datasets-dir) whose frames the package shows, e.g. a short "
+        "clip at rest; default: the training dataset's own frames",
+    )
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
+    p.add_argument("--force", action="store_true", help="replace a package of the same name")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=defaults.device)
+    p.add_argument("--threads", type=int, default=0, help="CPU threads; default: every core")
+    p.set_defaults(func=_cmd_train)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from lipstream.avatar.train import TrainConfig, train
+
+    config = TrainConfig(
+        width=args.width,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        checkpoint_every=args.checkpoint_every,
+        device=args.device,
+        threads=args.threads,
+    )
+    result = train(
+        args.datasets_dir / args.name,
+        args.models_dir,
+        args.name,
+        config,
+        run_dir=args.run_dir,
+        resume=args.resume,
+        force=args.force,
+        progress=sys.stderr.isatty(),
+        avatar_frames=args.datasets_dir / args.avatar_frames if args.avatar_frames else None,
+    )
+    print(f"{result.package.name}: {result.steps} steps, package {result.package.path}")
+    for key, value in sorted(result.metrics.items()):
+        print(f"  {key}: {value:g}")
     return 0

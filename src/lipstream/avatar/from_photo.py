@@ -1,9 +1,10 @@
 """An avatar from one portrait: a talking clip rendered from the photo, then the video pipeline.
 
-The photo is animated by the viseme animator (``photo.py``) speaking varied sentences; the clip
-is turned into a training dataset like any talking-head video (``dataset.py``). The clip ends
-with sentences spoken nowhere before, so the held-out tail that training never sees is a fair
-test. A second, silent clip of the portrait at rest becomes the avatar's own video.
+The photo is made to speak varied sentences by the viseme animator (``talking_clip.py``, which
+warps it with ``face_rig.py``); the clip is turned into a training dataset like any talking-head
+video (``dataset.py``). The clip ends with sentences spoken nowhere before, so the held-out tail
+that training never sees is a fair test. A second, silent clip of the portrait at rest becomes
+the avatar's own video.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def make_photo_dataset(
     animator drew in every frame: ground truth for the sync score) and ``idle.mp4``.
     """
     from lipstream.avatar.dataset import build_dataset, load_dataset
-    from lipstream.avatar.photo import SENTENCES, render_idle_video, render_talking_video
+    from lipstream.avatar.talking_clip import SENTENCES, render_idle_video, render_talking_video
 
     photo, points = read_portrait(photo_path)
     datasets = Path(datasets_dir)

@@ -16,30 +16,25 @@ result is a model package written with ``PackageWriter``.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import math
 import os
-import re
-import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lipstream.audio import timeline as tl
-from lipstream.audio.features import encoder_windows
-from lipstream.audio.files import read_audio_file
-from lipstream.audio.mel import StreamingMel
-from lipstream.audio.pcm import AudioChunk, as_float_samples
-from lipstream.avatar.dataset import load_dataset
+from lipstream.avatar.checkpoints import (
+    CHECKPOINTS_DIR,
+    checkpoints,
+    prune_checkpoints,
+    read_checkpoint,
+    save_checkpoint,
+)
 from lipstream.avatar.evaluate import (
     MOUTH_COLS,
     MOUTH_ROWS,
@@ -49,21 +44,14 @@ from lipstream.avatar.evaluate import (
     evaluate,
     network_input,
 )
+from lipstream.avatar.packaging import write_package
+from lipstream.avatar.training_data import TrainingData, load_training_data
 from lipstream.errors import CheckpointError, InvalidInput, PackageError
-from lipstream.geometry import CROP_SIZE, NETWORK_SIZE, CropBox, inner
+from lipstream.geometry import NETWORK_SIZE, inner
 from lipstream.model.audio_encoder import AudioEncoder
 from lipstream.model.checkpoint import load_strict
 from lipstream.model.network import Generator, GeneratorConfig
 from lipstream.model.package import ModelPackage, check_name
-from lipstream.model.package_writer import PackageWriter
-from lipstream.video import read_video_frames
-
-CHECKPOINTS_DIR = "checkpoints"
-# Seconds of the training speech a package ships for int8 calibration.
-CALIBRATION_SECONDS = 30
-_CHECKPOINT_RE = re.compile(r"^step_(\d+)\.safetensors$")
-_GENERATOR_PREFIX = "generator/"
-_ENCODER_PREFIX = "encoder/"
 
 
 @dataclass(frozen=True)
@@ -114,83 +102,6 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise InvalidInput(message)
-
-
-# --------------------------------------------------------------------------------------------
-# The dataset
-
-
-@dataclass(frozen=True, eq=False)
-class TrainingData:
-    """A dataset in memory: every crop decoded once, the mel windows computed once."""
-
-    path: Path
-    name: str
-    crops: np.ndarray  # uint8 [N, 328, 328, 3] BGR
-    bounds: np.ndarray  # int32 [N, 4]: xmin, ymin, xmax, ymax in video pixels
-    speech: AudioChunk  # 16 kHz mono
-    mel_windows: np.ndarray  # float32 [N + 6, 1, 80, 16]: every encoder window the frames use
-    video_path: Path
-    source: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def frame_count(self) -> int:
-        """Frames in the dataset."""
-        return len(self.crops)
-
-    def split(self, held_out_fraction: float) -> tuple[range, range]:
-        """(training frames, held-out frames): the held-out ones are the last of the video."""
-        held = math.ceil(self.frame_count * held_out_fraction) if held_out_fraction > 0 else 0
-        train = self.frame_count - held
-        if train < 2:
-            raise InvalidInput(
-                f"dataset {self.path} has {self.frame_count} frames; with "
-                f"{held_out_fraction:.0%} held out, fewer than 2 remain to train on"
-            )
-        return range(train), range(train, self.frame_count)
-
-    def box(self, index: int) -> CropBox:
-        """The crop box of frame ``index`` in video pixels."""
-        return CropBox.from_bounds(self.bounds[index])
-
-
-def mel_windows(speech: AudioChunk | np.ndarray, frame_count: int) -> np.ndarray:
-    """Every encoder input float32 [frame_count + 6, 1, 80, 16] that frames 0..N-1 read.
-
-    The speech is continued by silence (or cut) where frame N-1's lookahead ends, exactly as the
-    streaming feature path does, so training sees the features serving computes.
-    """
-    x = as_float_samples(speech)
-    needed = tl.samples_needed(frame_count - 1)
-    x = np.concatenate([x[:needed], np.zeros(max(needed - len(x), 0), dtype=x.dtype)])
-    mel = StreamingMel().push(x)
-    starts = [
-        tl.encoder_window_start(j) for j in range(tl.last_encoder_window(frame_count - 1) + 1)
-    ]
-    return encoder_windows(mel, 0, starts)
-
-
-def load_training_data(dataset_dir: str | Path) -> TrainingData:
-    """Read a dataset made by ``lipstream build`` into memory, validated by ``load_dataset``."""
-    dataset = load_dataset(dataset_dir)
-    count = dataset.frame_count
-    crops = np.empty((count, CROP_SIZE, CROP_SIZE, 3), dtype=np.uint8)
-    for i in range(count):
-        try:
-            crops[i] = dataset.read_crop(i)
-        except (OSError, ValueError) as exc:
-            raise InvalidInput(f"crop {dataset.crop_path(i)} does not decode: {exc}") from None
-    speech = read_audio_file(dataset.speech_path, sample_rate=tl.SAMPLE_RATE)
-    return TrainingData(
-        path=dataset.path,
-        name=dataset.name,
-        crops=crops,
-        bounds=np.asarray(dataset.bounds),
-        speech=speech,
-        mel_windows=mel_windows(speech, count),
-        video_path=dataset.video_path,
-        source=dict(dataset.source or {}),
-    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -346,94 +257,37 @@ class Trainer:
 
     # checkpoints ----------------------------------------------------------------------------
 
+    def _networks(self) -> dict[str, torch.nn.Module]:
+        return {"generator": self.generator, "encoder": self.encoder}
+
     def save_checkpoint(self, directory: Path, loss: float) -> Path:
         """Write ``step_N.safetensors`` (weights), ``.optimizer.pt`` and ``.json`` (progress)."""
-        from safetensors.torch import save_file
-
-        directory.mkdir(parents=True, exist_ok=True)
-        stem = directory / f"step_{self.step}"
-        tensors = {
-            **{_GENERATOR_PREFIX + k: v for k, v in self.generator.state_dict().items()},
-            **{_ENCODER_PREFIX + k: v for k, v in self.encoder.state_dict().items()},
-        }
-        tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
         info = {
             "step": self.step,
             "loss": loss,
             "elapsed_s": self.elapsed_s,
             "config": dataclasses.asdict(self.config),
         }
-        # The weights file is written last and renamed into place: it is what marks a
-        # checkpoint as present, so an interrupted save is never picked up by a resume.
-        torch.save(self.optimizer.state_dict(), _tmp(stem, ".optimizer.pt"))
-        os.replace(_tmp(stem, ".optimizer.pt"), stem.with_suffix(".optimizer.pt"))
-        _tmp(stem, ".json").write_text(json.dumps(info, indent=2), encoding="utf-8")
-        os.replace(_tmp(stem, ".json"), stem.with_suffix(".json"))
-        save_file(tensors, str(_tmp(stem, ".safetensors")))
-        os.replace(_tmp(stem, ".safetensors"), stem.with_suffix(".safetensors"))
-        return stem.with_suffix(".safetensors")
+        return save_checkpoint(directory, self.step, self._networks(), self.optimizer, info)
 
     def load_checkpoint(self, weights_path: Path) -> None:
         """Restore the networks, the optimiser and the step count from a checkpoint."""
-        from safetensors.torch import load_file
-
-        stem = weights_path.with_suffix("")
-        try:
-            info = json.loads(stem.with_suffix(".json").read_text(encoding="utf-8"))
-            tensors = load_file(str(weights_path))
-            # weights_only: the optimiser state is tensors, numbers and lists, nothing to execute
-            optimizer_state = torch.load(
-                stem.with_suffix(".optimizer.pt"), map_location=self.device, weights_only=True
-            )
-        except (OSError, ValueError, RuntimeError, json.JSONDecodeError) as exc:
-            raise CheckpointError(f"cannot read checkpoint {weights_path}: {exc}") from exc
+        checkpoint = read_checkpoint(weights_path, self.device)
+        info = checkpoint.info
         width = info.get("config", {}).get("width")
         if width != self.config.width:
             raise CheckpointError(
                 f"{weights_path} was trained at width {width}; this run asks for "
                 f"{self.config.width} (pass the same --width to resume)"
             )
-        for prefix, module in (
-            (_GENERATOR_PREFIX, self.generator),
-            (_ENCODER_PREFIX, self.encoder),
-        ):
-            state = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
-            load_strict(module, state, str(weights_path))
-        self.optimizer.load_state_dict(optimizer_state)
+        for name, module in self._networks().items():
+            load_strict(module, checkpoint.weights(name), str(weights_path))
+        self.optimizer.load_state_dict(checkpoint.optimizer_state)
         for group in self.optimizer.param_groups:  # a resumed run may change the rate
             group["lr"] = self.config.lr
         self.step = int(info["step"])
         self.elapsed_s = float(info.get("elapsed_s", 0.0))
         self.last_loss = float(info.get("loss", float("nan")))
-
-
-def _tmp(stem: Path, suffix: str) -> Path:
-    return stem.parent / f".{stem.name}{suffix}.tmp"
-
-
-def checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
-    """(step, weights file) of every complete checkpoint under ``run_dir``, oldest first."""
-    directory = Path(run_dir) / CHECKPOINTS_DIR
-    if not directory.is_dir():
-        return []
-    found = []
-    for path in directory.iterdir():
-        match = _CHECKPOINT_RE.match(path.name)
-        stem = path.with_suffix("")
-        if (
-            match
-            and stem.with_suffix(".json").is_file()
-            and stem.with_suffix(".optimizer.pt").is_file()
-        ):
-            found.append((int(match.group(1)), path))
-    return sorted(found)
-
-
-def _prune_checkpoints(run_dir: Path, keep: int) -> None:
-    for _, path in checkpoints(run_dir)[:-keep]:
-        stem = path.with_suffix("")
-        for suffix in (".safetensors", ".optimizer.pt", ".json"):
-            stem.with_suffix(suffix).unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -496,7 +350,7 @@ def train(
     loss = _run_steps(trainer, run_path, progress)
     if not existing or existing[-1][0] != trainer.step:
         trainer.save_checkpoint(run_path / CHECKPOINTS_DIR, loss)
-        _prune_checkpoints(run_path, config.keep_checkpoints)
+        prune_checkpoints(run_path, config.keep_checkpoints)
 
     if measure_opening is None:
         measure_opening = default_opening_measure()
@@ -544,159 +398,5 @@ def _run_steps(trainer: Trainer, run_path: Path, progress: bool) -> float:
             bar.set_postfix(loss=f"{smoothed:.4f}")
             if trainer.step % config.checkpoint_every == 0 and trainer.step < config.steps:
                 trainer.save_checkpoint(run_path / CHECKPOINTS_DIR, smoothed)
-                _prune_checkpoints(run_path, config.keep_checkpoints)
+                prune_checkpoints(run_path, config.keep_checkpoints)
     return smoothed
-
-
-def write_package(
-    trainer: Trainer,
-    models_dir: str | Path,
-    name: str,
-    *,
-    force: bool = False,
-    measure_opening: OpeningMeasure | None = None,
-    final_loss: float = float("nan"),
-    avatar_frames: str | Path | None = None,
-    float16: bool = False,
-) -> tuple[ModelPackage, dict[str, float]]:
-    """Evaluate on the held-out frames and write the package: the avatar's frames, speech,
-    both networks' weights (PyTorch), the metrics and where it all came from.
-
-    The avatar's frames (what the browser plays and mouths are pasted on) are the training
-    dataset's, or those of the dataset at ``avatar_frames`` (a shorter clip, e.g. at rest).
-    """
-    data = trainer.data
-    held = set(trainer.held_out_frames)
-    held_frames: list[np.ndarray] = []
-    if measure_opening is not None:
-        for i, frame in enumerate(read_video_frames(data.video_path)):
-            if i in held:
-                held_frames.append(frame)
-    metrics = trainer.evaluate(
-        full_frames=held_frames if measure_opening is not None else None,
-        measure_opening=measure_opening,
-    )
-    metrics.update(
-        steps=float(trainer.step),
-        train_seconds=round(trainer.elapsed_s, 1),
-        final_loss=final_loss,
-        held_out_frames=float(len(trainer.held_out_frames)),
-    )
-    # a package holds finite numbers only: an undefined score (e.g. a constant track) is
-    # left out rather than written as NaN
-    metrics = {k: float(v) for k, v in metrics.items() if math.isfinite(v)}
-    frames = data if avatar_frames is None else load_training_data(avatar_frames)
-    with PackageWriter(models_dir, name, force=force) as writer:
-        for i, frame in enumerate(read_video_frames(frames.video_path)):
-            if i >= frames.frame_count:
-                raise InvalidInput(
-                    f"{frames.video_path} has more frames than its dataset's {frames.frame_count}"
-                )
-            writer.add_frame(frame, frames.box(i), crop=frames.crops[i])
-        if writer.frame_count != frames.frame_count:
-            raise InvalidInput(
-                f"{frames.video_path} has {writer.frame_count} frames, its dataset "
-                f"{frames.frame_count}"
-            )
-        # some of the avatar's speech, for int8 calibration: enough for it, small to ship
-        calibration = data.speech.samples[: CALIBRATION_SECONDS * data.speech.sample_rate]
-        writer.add_speech(AudioChunk(calibration, data.speech.sample_rate))
-        writer.add_weights("pytorch.generator", trainer.generator.state_dict(), float16=float16)
-        writer.add_weights("pytorch.audio_encoder", trainer.encoder.state_dict(), float16=float16)
-        source = {
-            "kind": "lipstream-train",
-            "dataset": str(data.path),
-            "dataset_name": data.name,
-            "dataset_source": data.source,
-            "avatar_frames": str(frames.path),
-            "config": dataclasses.asdict(trainer.config),
-            "device": trainer.device.type,
-            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        }
-        package = writer.commit(
-            generator_width=trainer.config.width, metrics=metrics, source=source
-        )
-    return package, metrics
-
-
-# --------------------------------------------------------------------------------------------
-# Command line
-
-
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the ``train`` subcommand."""
-    defaults = TrainConfig()
-    p = subparsers.add_parser(
-        "train",
-        help="train an avatar's lip-sync model from its dataset and write its model package",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("name", help="dataset name (its folder under --datasets-dir) and package name")
-    p.add_argument("--datasets-dir", type=Path, default=Path("datasets"), help="default: datasets")
-    p.add_argument("--models-dir", type=Path, default=Path("models"), help="default: models")
-    p.add_argument("--steps", type=int, default=defaults.steps, help=f"default: {defaults.steps}")
-    p.add_argument(
-        "--width",
-        type=float,
-        default=defaults.width,
-        help=f"generator width, default {defaults.width}",
-    )
-    p.add_argument(
-        "--batch-size",
-        type=int,
-        default=defaults.batch_size,
-        help=f"default: {defaults.batch_size}",
-    )
-    p.add_argument("--lr", type=float, default=defaults.lr, help=f"default: {defaults.lr}")
-    p.add_argument(
-        "--checkpoint-every",
-        type=int,
-        default=defaults.checkpoint_every,
-        help=f"steps between checkpoints, default {defaults.checkpoint_every}",
-    )
-    p.add_argument("--seed", type=int, default=defaults.seed, help=f"default: {defaults.seed}")
-    p.add_argument(
-        "--run-dir",
-        type=Path,
-        help="where checkpoints go; default: <datasets-dir>/<name>/training",
-    )
-    p.add_argument(
-        "--avatar-frames",
-        metavar="DATASET",
-        help="a dataset (under --datasets-dir) whose frames the package shows, e.g. a short "
-        "clip at rest; default: the training dataset's own frames",
-    )
-    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
-    p.add_argument("--force", action="store_true", help="replace a package of the same name")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=defaults.device)
-    p.add_argument("--threads", type=int, default=0, help="CPU threads; default: every core")
-    p.set_defaults(func=_cmd_train)
-
-
-def _cmd_train(args: argparse.Namespace) -> int:
-    config = TrainConfig(
-        width=args.width,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        seed=args.seed,
-        checkpoint_every=args.checkpoint_every,
-        device=args.device,
-        threads=args.threads,
-    )
-    result = train(
-        args.datasets_dir / args.name,
-        args.models_dir,
-        args.name,
-        config,
-        run_dir=args.run_dir,
-        resume=args.resume,
-        force=args.force,
-        progress=sys.stderr.isatty(),
-        avatar_frames=args.datasets_dir / args.avatar_frames if args.avatar_frames else None,
-    )
-    print(f"{result.package.name}: {result.steps} steps, package {result.package.path}")
-    for key, value in sorted(result.metrics.items()):
-        print(f"  {key}: {value:g}")
-    return 0

@@ -27,9 +27,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lipstream.audio.timeline import FPS
 from lipstream.errors import InvalidInput
 
-FPS = 25
 CHANNELS = ("open", "spread", "round")
 REST = (0.0, 0.0, 0.0)
 
