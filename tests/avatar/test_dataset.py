@@ -15,14 +15,9 @@ pytest.importorskip("dlib", reason="the face landmark detector needs dlib-bin")
 
 from lipstream.audio.pcm import AudioChunk  # noqa: E402
 from lipstream.avatar import commands  # noqa: E402
-from lipstream.avatar.dataset import (  # noqa: E402
-    CENTRE_WINDOW,
-    build_dataset,
-    frames_at_25fps,
-    load_dataset,
-    resolve_faces,
-    smooth_squares,
-)
+from lipstream.avatar.dataset import build_dataset, load_dataset  # noqa: E402
+from lipstream.avatar.face_track import CENTRE_WINDOW, resolve_faces, smooth_squares  # noqa: E402
+from lipstream.avatar.source_video import frames_at_25fps  # noqa: E402
 from lipstream.errors import InvalidInput  # noqa: E402
 from lipstream.video import Mp4Writer, read_video_frames  # noqa: E402
 

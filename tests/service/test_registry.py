@@ -18,7 +18,7 @@ def test_the_models_folder_loads_and_broken_packages_are_skipped(fake_registry, 
     assert fake_registry.names() == ["demo"]
     assert set(errors) == {"broken"} and "format must be" in errors["broken"]
     assert "skipped model package broken" in caplog.text
-    info = fake_registry.info("demo")
+    info = fake_registry.get("demo").info
     assert (info.name, info.frame_count, info.fps, info.runtime) == ("demo", 250, 25, "fake")
     assert (info.feature_window_frames, info.feature_lookahead_frames) == (16, 7)
     assert info.feature_sample_rate == 16000

@@ -1,7 +1,10 @@
 """Model packages: one folder per avatar with its network weights, face crops and video.
 
-The format is documented in ``docs/model-package.md``. This module reads, validates and writes
-packages; it needs no PyTorch, so a server that runs ONNX models can load packages too.
+The format is documented in ``docs/model-package.md``. This module reads and validates
+packages (``load_package``) and finds them in a models folder (``scan_packages``,
+``list_packages``); ``package_writer`` writes them, and ``package_weights`` holds the rules for
+their weights files. It needs no PyTorch, so a server that runs ONNX models can load packages
+too.
 """
 
 from __future__ import annotations
@@ -9,11 +12,9 @@ from __future__ import annotations
 import json
 import math
 import re
-import struct
-import wave
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
@@ -22,7 +23,7 @@ import cv2
 import numpy as np
 import simplejpeg
 
-from lipstream.audio.timeline import LOOKAHEAD_MS
+from lipstream.audio.timeline import FPS, LOOKAHEAD_MS
 from lipstream.audio.timeline import SAMPLE_RATE as FEATURE_RATE
 from lipstream.errors import InvalidInput, PackageError
 from lipstream.geometry import (
@@ -33,6 +34,21 @@ from lipstream.geometry import (
     MaskRect,
     inner,
 )
+from lipstream.manifest import (
+    MISSING,
+    ManifestReader,
+    check_file,
+    check_wav,
+    is_finite_number,
+    is_int,
+    show,
+)
+from lipstream.model.package_weights import (
+    WEIGHT_ROLES,
+    check_weights,
+    family_complete,
+    split_weight_key,
+)
 
 FORMAT = "lipstream-model-package"
 FORMAT_VERSION = 1
@@ -40,7 +56,6 @@ MANIFEST = "manifest.json"
 ARCHITECTURE = "synctalk2d-unet328"
 AUDIO_FEATURES = "ave"
 AUDIO_SAMPLE_RATE = FEATURE_RATE
-FPS = 25
 CROPS_DIR = "crops"
 VIDEO_FILE = "video.mp4"
 SPEECH_FILE = "speech.wav"
@@ -52,20 +67,6 @@ NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 FRAME_FORMATS: Mapping[str, str] = MappingProxyType({"jpeg": ".jpg", "png": ".png"})
 JPEG_QUALITY = 95
-
-# Runtime families and the files each may hold; a family is usable when it holds a generator and
-# an audio encoder. Keys are written "family.role", e.g. "onnx.generator_int8".
-WEIGHT_ROLES: Mapping[str, tuple[str, ...]] = MappingProxyType(
-    {
-        "pytorch": ("generator", "audio_encoder"),
-        "onnx": ("generator_fp32", "generator_int8", "audio_encoder"),
-    }
-)
-WEIGHT_SUFFIX: Mapping[str, str] = MappingProxyType({"pytorch": ".safetensors", "onnx": ".onnx"})
-
-# The generator key whose first dimension is 32 channels scaled by the width
-# (GeneratorConfig.channels: max(4, round(32 * width))); used to check generator.width.
-_WIDTH_PROBE = "inc.inconv.0.conv.6.weight"
 
 
 def lookahead_frames(lookahead_ms: float, fps: int = FPS) -> int:
@@ -85,20 +86,6 @@ def check_name(name: str) -> str:
             "starting with a letter or digit"
         )
     return name
-
-
-def weight_filename(key: str) -> str:
-    """The file name a package gives the weights stored under ``key`` (``family.role``)."""
-    family, role = split_weight_key(key)
-    return f"{role}{WEIGHT_SUFFIX[family]}"
-
-
-def split_weight_key(key: str) -> tuple[str, str]:
-    family, _, role = key.partition(".")
-    if family not in WEIGHT_ROLES or role not in WEIGHT_ROLES[family]:
-        known = ", ".join(f"{f}.{r}" for f, roles in WEIGHT_ROLES.items() for r in roles)
-        raise InvalidInput(f"unknown weights key {key!r}; known keys: {known}")
-    return family, role
 
 
 # --------------------------------------------------------------------------------------------
@@ -133,7 +120,7 @@ class ModelPackage:
     @property
     def runtimes(self) -> tuple[str, ...]:
         """The runtime families this package can run on (``"pytorch"``, ``"onnx"``)."""
-        return tuple(f for f in WEIGHT_ROLES if _family_complete(f, self.weight_files))
+        return tuple(f for f in WEIGHT_ROLES if family_complete(f, self.weight_files))
 
     def weights(self, key: str) -> Path | None:
         """The weights file stored under ``key`` (e.g. ``"onnx.generator_int8"``), if any."""
@@ -176,6 +163,13 @@ def crop_filename(index: int, frame_format: str = "jpeg") -> str:
     return f"{index:06d}{FRAME_FORMATS[frame_format]}"
 
 
+def encode_crop(crop: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
+    """A BGR crop as the JPEG file packages and datasets store (4:2:0 chroma)."""
+    return simplejpeg.encode_jpeg(
+        np.ascontiguousarray(crop), quality=quality, colorspace="BGR", colorsubsampling="420"
+    )
+
+
 def _decode_crop(path: Path) -> np.ndarray:
     try:
         data = path.read_bytes()
@@ -194,13 +188,6 @@ def _decode_crop(path: Path) -> np.ndarray:
     return img
 
 
-def _family_complete(family: str, files: Mapping[str, Path | str]) -> bool:
-    has = {key.partition(".")[2] for key in files if key.startswith(family + ".")}
-    if family == "onnx":
-        return "audio_encoder" in has and bool(has & {"generator_fp32", "generator_int8"})
-    return set(WEIGHT_ROLES[family]) <= has
-
-
 # --------------------------------------------------------------------------------------------
 # Validation
 
@@ -216,277 +203,32 @@ class InvalidPackage(PackageError):
         super().__init__(f"model package {path} is invalid ({count}):\n{lines}")
 
 
-_MISSING = object()
-
-
-def _show(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def is_finite_number(value: Any) -> bool:
-    return (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and math.isfinite(float(value))
-    )
-
-
-class _ManifestReader:
-    """Typed field access on the manifest that records a problem per bad or missing field."""
-
-    def __init__(self, data: Any, problems: list[str]):
-        self.data = data
-        self.problems = problems
-        self._reported: set[str] = set()
-
-    def problem(self, text: str) -> None:
-        self.problems.append(f"{MANIFEST}: {text}")
-
-    def get(self, path: str, required: bool = True) -> Any:
-        node = self.data
-        parts = path.split(".")
-        for depth, part in enumerate(parts):
-            here = ".".join(parts[: depth + 1])
-            if not isinstance(node, dict):
-                parent = ".".join(parts[:depth])
-                if parent not in self._reported:
-                    self._reported.add(parent)
-                    self.problem(f"{parent} must be an object, got {_show(node)}")
-                return _MISSING
-            if part not in node:
-                if required and here not in self._reported:
-                    self._reported.add(here)
-                    self.problem(f"{here} is missing")
-                return _MISSING
-            node = node[part]
-        return node
-
-    def const(self, path: str, expected: Any) -> Any:
-        value = self.get(path)
-        if value is not _MISSING and (value != expected or type(value) is not type(expected)):
-            self.problem(f"{path} must be {expected!r}, got {_show(value)}")
-            return _MISSING
-        return value
-
-    def string(self, path: str, pattern: re.Pattern[str] | None = None, what: str = "") -> Any:
-        value = self.get(path)
-        if value is _MISSING:
-            return value
-        if not isinstance(value, str) or not value or (pattern and not pattern.fullmatch(value)):
-            self.problem(f"{path} must be {what or 'a non-empty string'}, got {_show(value)}")
-            return _MISSING
-        return value
-
-    def integer(self, path: str, minimum: int = 1) -> Any:
-        value = self.get(path)
-        if value is _MISSING:
-            return value
-        if not _is_int(value) or value < minimum:
-            kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-            self.problem(f"{path} must be {kind}, got {_show(value)}")
-            return _MISSING
-        return value
-
-    def number(self, path: str, low: float = 0.0, high: float | None = None) -> Any:
-        value = self.get(path)
-        if value is _MISSING:
-            return value
-        if not is_finite_number(value) or value <= low or (high is not None and value > high):
-            kind = "a positive number" if high is None else f"a number in ({low:g}, {high:g}]"
-            self.problem(f"{path} must be {kind}, got {_show(value)}")
-            return _MISSING
-        return float(value)
-
-    def relpath(self, root: Path, path: str) -> Any:
-        """A file path inside the package; absolute paths and '..' are refused."""
-        value = self.string(path, what="a relative path inside the package")
-        if value is _MISSING:
-            return value
-        pure = PurePosixPath(value)
-        if pure.is_absolute() or ".." in pure.parts or "\\" in value:
-            self.problem(f"{path} must be a relative path inside the package, got {_show(value)}")
-            return _MISSING
-        return root / pure
-
-
-def _check_file(path: Path, label: str, problems: list[str]) -> bool:
-    """Whether ``path`` is a non-empty regular file, recording a problem otherwise."""
-    if not path.is_file():
-        problems.append(f"{label}: {path.name} is missing")
-        return False
-    if path.stat().st_size == 0:
-        problems.append(f"{label}: {path.name} is empty")
-        return False
-    return True
-
-
-def _check_speech(path: Path, problems: list[str]) -> bool:
-    """Whether ``path`` is a 16 kHz mono PCM16 WAV file, recording a problem otherwise."""
-    label = "audio.speech_file"
-    if not _check_file(path, label, problems):
-        return False
-    try:
-        with wave.open(str(path), "rb") as wav:
-            shape = (wav.getframerate(), wav.getnchannels(), wav.getsampwidth())
-    except (wave.Error, EOFError, OSError) as exc:
-        problems.append(f"{label}: {path.name} is not a readable WAV file ({exc})")
-        return False
-    if shape != (AUDIO_SAMPLE_RATE, 1, 2):
-        problems.append(
-            f"{label}: {path.name} must be {AUDIO_SAMPLE_RATE} Hz mono 16-bit PCM, got "
-            f"{shape[0]} Hz, {shape[1]} channel(s), {8 * shape[2]}-bit"
-        )
-        return False
-    return True
-
-
-def read_safetensors_header(path: Path) -> dict[str, Any]:
-    """The tensor table of a ``.safetensors`` file, checked against the file size.
-
-    Reads only the header, so it is cheap for any file size; raises PackageError naming the
-    problem when the file is not a complete safetensors file.
-    """
-    size = path.stat().st_size
-    with path.open("rb") as fh:
-        head = fh.read(8)
-        if len(head) < 8:
-            raise PackageError(f"{path.name} is not a safetensors file (only {size} bytes)")
-        (header_len,) = struct.unpack("<Q", head)
-        if header_len > size - 8 or header_len > 100_000_000:
-            raise PackageError(
-                f"{path.name} is truncated or not a safetensors file "
-                f"(header of {header_len} bytes in a {size}-byte file)"
-            )
-        try:
-            header = json.loads(fh.read(header_len))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise PackageError(f"{path.name} has a malformed safetensors header: {exc}") from exc
-    if not isinstance(header, dict):
-        raise PackageError(f"{path.name} has a malformed safetensors header")
-    data_len = size - 8 - header_len
-    end = 0
-    tensors = {}
-    for name, entry in header.items():
-        if name == "__metadata__":
-            continue
-        try:
-            begin, stop = entry["data_offsets"]
-            shape = [int(d) for d in entry["shape"]]
-            str(entry["dtype"])
-        except (KeyError, TypeError, ValueError):
-            raise PackageError(f"{path.name} has a malformed entry for tensor {name!r}") from None
-        if not 0 <= begin <= stop:
-            raise PackageError(f"{path.name} has bad offsets for tensor {name!r}")
-        end = max(end, int(stop))
-        tensors[name] = {"dtype": entry["dtype"], "shape": shape}
-    if not tensors:
-        raise PackageError(f"{path.name} holds no tensors")
-    if end > data_len:
-        raise PackageError(
-            f"{path.name} is truncated: its tensors need {end} data bytes, the file has {data_len}"
-        )
-    if end < data_len:
-        raise PackageError(f"{path.name} has {data_len - end} stray bytes after its tensors")
-    return tensors
-
-
-def _check_weights(reader: _ManifestReader, root: Path, width: Any) -> dict[str, Path]:
-    weights = reader.get("weights")
-    files: dict[str, Path] = {}
-    complete = 0
-    if weights is _MISSING:
-        return files
-    if not isinstance(weights, dict):
-        reader.problem(f"weights must be an object, got {_show(weights)}")
-        return files
-    for family, entries in weights.items():
-        if family not in WEIGHT_ROLES:
-            reader.problem(
-                f"weights.{family} is not a known runtime family ({', '.join(WEIGHT_ROLES)})"
-            )
-            continue
-        if not isinstance(entries, dict):
-            reader.problem(f"weights.{family} must be an object, got {_show(entries)}")
-            continue
-        for role in entries:
-            key = f"{family}.{role}"
-            if role not in WEIGHT_ROLES[family]:
-                roles = ", ".join(WEIGHT_ROLES[family])
-                reader.problem(f"weights.{key} is not a known {family} file ({roles})")
-                continue
-            path = reader.relpath(root, f"weights.{key}")
-            if path is _MISSING or not _check_file(path, f"weights.{key}", reader.problems):
-                continue
-            if family == "pytorch":
-                try:
-                    header = read_safetensors_header(path)
-                except PackageError as exc:
-                    reader.problems.append(f"weights.{key}: {exc}")
-                    continue
-                if role == "generator" and width is not _MISSING:
-                    _check_generator_width(reader, key, header, width)
-            files[key] = path
-        # An incomplete family is allowed (files arrive one by one during an export); it is
-        # simply not a usable runtime.
-        if _family_complete(family, {f"{family}.{r}": r for r in entries}):
-            complete += 1
-    if not complete:
-        reader.problem(
-            "weights must name at least one complete runtime family: pytorch (generator and "
-            "audio_encoder) or onnx (audio_encoder and generator_fp32 or generator_int8)"
-        )
-    return files
-
-
-def _check_generator_width(
-    reader: _ManifestReader, key: str, header: dict[str, Any], width: float
-) -> None:
-    if _WIDTH_PROBE not in header:
-        reader.problems.append(f"weights.{key}: not a generator (it has no '{_WIDTH_PROBE}')")
-        return
-    expected = max(4, round(32 * width))
-    got = header[_WIDTH_PROBE]["shape"][0] if header[_WIDTH_PROBE]["shape"] else None
-    if got != expected:
-        reader.problems.append(
-            f"weights.{key}: generator has {got} input channels in '{_WIDTH_PROBE}', "
-            f"but generator.width {width:g} needs {expected}"
-        )
-
-
 def _check_bounds(
-    reader: _ManifestReader, count: Any, video_w: Any, video_h: Any
+    reader: ManifestReader, count: Any, video_w: Any, video_h: Any
 ) -> np.ndarray | None:
     raw = reader.get("frames.bounds")
-    if raw is _MISSING:
+    if raw is MISSING:
         return None
     if not isinstance(raw, list):
-        reader.problem(
-            f"frames.bounds must be a list of [xmin, ymin, xmax, ymax], got {_show(raw)}"
-        )
+        reader.problem(f"frames.bounds must be a list of [xmin, ymin, xmax, ymax], got {show(raw)}")
         return None
     bad = [
         i
         for i, row in enumerate(raw)
-        if not (isinstance(row, list) and len(row) == 4 and all(_is_int(v) for v in row))
+        if not (isinstance(row, list) and len(row) == 4 and all(is_int(v) for v in row))
     ]
     if bad:
         reader.problem(
             f"frames.bounds[{bad[0]}] must be 4 integers [xmin, ymin, xmax, ymax], "
-            f"got {_show(raw[bad[0]])}"
-            + (f" ({len(bad) - 1} more like it)" if len(bad) > 1 else "")
+            f"got {show(raw[bad[0]])}" + (f" ({len(bad) - 1} more like it)" if len(bad) > 1 else "")
         )
         return None
     bounds = np.asarray(raw, dtype=np.int64).reshape(-1, 4)
-    if count is not _MISSING and len(bounds) != count:
+    if count is not MISSING and len(bounds) != count:
         reader.problem(f"frames.bounds has {len(bounds)} boxes but frames.count is {count}")
     for i, (x0, y0, x1, y1) in enumerate(bounds.tolist()):
         outside = x0 < 0 or y0 < 0 or x1 <= x0 or y1 <= y0
-        if not outside and video_w is not _MISSING and video_h is not _MISSING:
+        if not outside and video_w is not MISSING and video_h is not MISSING:
             outside = x1 > video_w or y1 > video_h
         if outside:
             reader.problem(
@@ -497,15 +239,15 @@ def _check_bounds(
     return bounds.astype(np.int32)
 
 
-def _check_crops(reader: _ManifestReader, crops_dir: Any, count: Any, frame_format: Any) -> None:
-    if crops_dir is _MISSING or frame_format is _MISSING:
+def _check_crops(reader: ManifestReader, crops_dir: Any, count: Any, frame_format: Any) -> None:
+    if crops_dir is MISSING or frame_format is MISSING:
         return
     if not crops_dir.is_dir():
         reader.problems.append(f"frames.dir: folder {crops_dir.name}/ is missing")
         return
     suffix = FRAME_FORMATS[frame_format]
     present = {p.name for p in crops_dir.iterdir() if p.suffix == suffix}
-    if count is _MISSING:
+    if count is MISSING:
         return
     wanted = [crop_filename(i, frame_format) for i in range(count)]
     missing = [n for n in wanted if n not in present]
@@ -522,8 +264,8 @@ def _check_crops(reader: _ManifestReader, crops_dir: Any, count: Any, frame_form
         )
 
 
-def _check_video(reader: _ManifestReader, path: Any, width: Any, height: Any, count: Any) -> None:
-    if path is _MISSING or not _check_file(path, "video.file", reader.problems):
+def _check_video(reader: ManifestReader, path: Any, width: Any, height: Any, count: Any) -> None:
+    if path is MISSING or not check_file(path, "video.file", reader.problems):
         return
     try:
         with av.open(str(path)) as container:
@@ -539,12 +281,12 @@ def _check_video(reader: _ManifestReader, path: Any, width: Any, height: Any, co
     except av.FFmpegError as exc:
         reader.problems.append(f"video.file: {path.name} cannot be read: {exc}")
         return
-    if width is not _MISSING and height is not _MISSING and (got_w, got_h) != (width, height):
+    if width is not MISSING and height is not MISSING and (got_w, got_h) != (width, height):
         reader.problems.append(
             f"video.file: {path.name} is {got_w}x{got_h}, the manifest says {width}x{height}"
         )
     # Some containers do not record a frame count (0); mp4 does.
-    if got_n and count is not _MISSING and got_n != count:
+    if got_n and count is not MISSING and got_n != count:
         reader.problems.append(
             f"video.file: {path.name} has {got_n} frames, video.frame_count says {count}"
         )
@@ -564,17 +306,17 @@ def load_package(path: str | Path) -> ModelPackage:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InvalidPackage(root, [f"{MANIFEST} is not valid JSON: {exc}"]) from None
     if not isinstance(data, dict):
-        raise InvalidPackage(root, [f"{MANIFEST} must hold a JSON object, got {_show(data)}"])
+        raise InvalidPackage(root, [f"{MANIFEST} must hold a JSON object, got {show(data)}"])
 
-    r = _ManifestReader(data, problems)
-    if r.const("format", FORMAT) is _MISSING:
+    r = ManifestReader(data, problems, prefix=f"{MANIFEST}: ", folder="the package")
+    if r.const("format", FORMAT) is MISSING:
         # Another kind of file: the remaining checks would only add noise.
         raise InvalidPackage(root, problems)
     version = r.get("format_version")
-    if version is not _MISSING and (not _is_int(version) or version != FORMAT_VERSION):
+    if version is not MISSING and (not is_int(version) or version != FORMAT_VERSION):
         r.problem(
             f"format_version must be {FORMAT_VERSION} (the version this lipstream reads), "
-            f"got {_show(version)}"
+            f"got {show(version)}"
         )
     name = r.string("name", NAME_PATTERN, "1-64 letters, digits, '_', '.' or '-'")
     pkg_version = r.string("version")
@@ -585,7 +327,7 @@ def load_package(path: str | Path) -> ModelPackage:
     r.const("audio.sample_rate", AUDIO_SAMPLE_RATE)
     look_ms = r.number("audio.lookahead_ms")
     look_frames = r.integer("audio.lookahead_frames", minimum=0)
-    if look_ms is not _MISSING and look_frames is not _MISSING:
+    if look_ms is not MISSING and look_frames is not MISSING:
         expected = lookahead_frames(look_ms)
         if look_frames != expected:
             r.problem(
@@ -597,7 +339,7 @@ def load_package(path: str | Path) -> ModelPackage:
     r.const("crop.network_size", NETWORK_SIZE)
     mask_fields = [r.integer(f"crop.mask.{k}", minimum=0) for k in ("x", "y", "width", "height")]
     mask: MaskRect | None = None
-    if _MISSING not in mask_fields:
+    if MISSING not in mask_fields:
         try:
             mask = MaskRect(*mask_fields)
         except InvalidInput as exc:
@@ -606,40 +348,42 @@ def load_package(path: str | Path) -> ModelPackage:
     count = r.integer("frames.count")
     crops_dir = r.relpath(root, "frames.dir")
     frame_format = r.get("frames.format")
-    if frame_format is not _MISSING and frame_format not in FRAME_FORMATS:
+    if frame_format is not MISSING and frame_format not in FRAME_FORMATS:
         r.problem(
-            f"frames.format must be one of {', '.join(FRAME_FORMATS)}, got {_show(frame_format)}"
+            f"frames.format must be one of {', '.join(FRAME_FORMATS)}, got {show(frame_format)}"
         )
-        frame_format = _MISSING
+        frame_format = MISSING
 
     video_path = r.relpath(root, "video.file")
     video_w = r.integer("video.width")
     video_h = r.integer("video.height")
     video_n = r.integer("video.frame_count")
     r.const("video.fps", FPS)
-    if video_n is not _MISSING and count is not _MISSING and video_n != count:
+    if video_n is not MISSING and count is not MISSING and video_n != count:
         r.problem(f"video.frame_count {video_n} must equal frames.count {count}")
     bounds = _check_bounds(r, count, video_w, video_h)
 
     metrics = r.get("metrics", required=False)
-    if metrics is _MISSING:
+    if metrics is MISSING:
         metrics = {}
     elif not isinstance(metrics, dict) or not all(is_finite_number(v) for v in metrics.values()):
-        r.problem(f"metrics must be an object of numbers, got {_show(metrics)}")
+        r.problem(f"metrics must be an object of numbers, got {show(metrics)}")
         metrics = {}
     source = r.get("source", required=False)
-    if source is _MISSING:
+    if source is MISSING:
         source = {}
     elif not isinstance(source, dict):
-        r.problem(f"source must be an object, got {_show(source)}")
+        r.problem(f"source must be an object, got {show(source)}")
         source = {}
 
     speech_path = None
-    if r.get("audio.speech_file", required=False) is not _MISSING:
+    if r.get("audio.speech_file", required=False) is not MISSING:
         speech_path = r.relpath(root, "audio.speech_file")
-        if speech_path is _MISSING or not _check_speech(speech_path, problems):
+        if speech_path is MISSING or (
+            check_wav(speech_path, "audio.speech_file", problems, AUDIO_SAMPLE_RATE) is None
+        ):
             speech_path = None
-    weight_files = _check_weights(r, root, width)
+    weight_files = check_weights(r, root, width)
     _check_crops(r, crops_dir, count, frame_format)
     _check_video(r, video_path, video_w, video_h, video_n)
 
@@ -650,7 +394,7 @@ def load_package(path: str | Path) -> ModelPackage:
         path=root,
         name=name,
         version=pkg_version,
-        fps=fps if fps is not _MISSING else FPS,
+        fps=fps if fps is not MISSING else FPS,
         generator_width=width,
         lookahead_ms=look_ms,
         lookahead_frames=look_frames,
@@ -675,11 +419,29 @@ def _read_only(array: np.ndarray) -> np.ndarray:
     return array
 
 
+# --------------------------------------------------------------------------------------------
+# Finding the packages of a models folder
+
+
 class PackageScan(NamedTuple):
     """What ``list_packages`` found: the valid packages and, per folder name, why others fail."""
 
     packages: tuple[ModelPackage, ...]
     errors: Mapping[str, str]
+
+
+def scan_packages(models_dir: str | Path) -> list[Path]:
+    """The folders of ``models_dir`` that may hold a package: its subfolders, sorted by name.
+
+    Hidden folders (such as a writer's temporary ``.alice.*.partial``) are skipped; a
+    ``models_dir`` that is not a folder holds none. Every reader of a models folder (the
+    ``models`` command, the lip-sync service's registry, the web server's catalog) finds its
+    packages here, so all agree on which folders are packages.
+    """
+    root = Path(models_dir)
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
 def name_mismatch(folder: Path, manifest_name: str) -> str:
@@ -692,14 +454,14 @@ def name_mismatch(folder: Path, manifest_name: str) -> str:
 
 
 def list_packages(models_dir: str | Path) -> PackageScan:
-    """Every package folder under ``models_dir``, sorted by name; hidden folders are skipped."""
-    root = Path(models_dir)
+    """Every package of ``models_dir`` loaded, sorted by name, and why the others are not usable.
+
+    A package's name is its folder's name (a folder whose manifest says another is refused), so
+    no two packages share a name.
+    """
     packages: list[ModelPackage] = []
     errors: dict[str, str] = {}
-    if not root.is_dir():
-        return PackageScan((), MappingProxyType(errors))
-    seen: dict[str, str] = {}
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+    for folder in scan_packages(models_dir):
         try:
             pkg = load_package(folder)
         except PackageError as exc:
@@ -708,11 +470,5 @@ def list_packages(models_dir: str | Path) -> PackageScan:
         if pkg.name != folder.name:
             errors[folder.name] = name_mismatch(folder, pkg.name)
             continue
-        if pkg.name in seen:
-            errors[folder.name] = (
-                f"model package {folder} is named {pkg.name!r}, like folder {seen[pkg.name]}/"
-            )
-            continue
-        seen[pkg.name] = folder.name
         packages.append(pkg)
     return PackageScan(tuple(packages), MappingProxyType(errors))

@@ -1,4 +1,11 @@
-"""Writing model packages: built beside their destination, moved into place when complete."""
+"""Writing model packages: new ones whole, existing ones changed in place.
+
+``PackageWriter`` builds a package in a hidden folder beside its destination and moves it into
+place once it is complete and loads back (``lipstream.staging``), so a half-written package
+never appears under the models folder. ``add_weights``, ``update_metrics`` and
+``remove_weights`` change a package in place by rewriting its manifest atomically; the old
+manifest stays when the changed package would not load.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +13,19 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import simplejpeg
 
 from lipstream.audio.files import write_wav
 from lipstream.audio.pcm import AudioChunk
 from lipstream.audio.resample import resample
+from lipstream.audio.timeline import FPS
 from lipstream.errors import InvalidInput, PackageError
 from lipstream.geometry import CROP_SIZE, INNER_OFFSET, MASK, NETWORK_SIZE, CropBox, crop_frame
+from lipstream.manifest import is_finite_number
 from lipstream.model.package import (
     ARCHITECTURE,
     AUDIO_FEATURES,
@@ -27,7 +34,6 @@ from lipstream.model.package import (
     CROPS_DIR,
     FORMAT,
     FORMAT_VERSION,
-    FPS,
     JPEG_QUALITY,
     MANIFEST,
     SPEECH_FILE,
@@ -35,13 +41,16 @@ from lipstream.model.package import (
     ModelPackage,
     check_name,
     crop_filename,
-    is_finite_number,
+    encode_crop,
     load_package,
     lookahead_frames,
+)
+from lipstream.model.package_weights import (
     read_safetensors_header,
     split_weight_key,
     weight_filename,
 )
+from lipstream.staging import move_into_place, staging_folder
 from lipstream.video import Mp4Writer
 
 
@@ -113,10 +122,7 @@ class PackageWriter:
         self.force = force
         self.jpeg_quality = jpeg_quality
         self._refuse_existing()
-        self.models_dir.mkdir(parents=True, exist_ok=True)
-        self.tmp = Path(
-            tempfile.mkdtemp(prefix=f".{name}.", suffix=".partial", dir=self.models_dir)
-        )
+        self.tmp = staging_folder(self.destination)
         (self.tmp / CROPS_DIR).mkdir()
         self._bounds: list[list[int]] = []
         self._video: Mp4Writer | None = None
@@ -162,12 +168,7 @@ class PackageWriter:
             )
         if not box.fits(width, height):
             raise InvalidInput(f"crop box {box.as_list()} does not fit a {width}x{height} frame")
-        data = simplejpeg.encode_jpeg(
-            np.ascontiguousarray(crop),
-            quality=self.jpeg_quality,
-            colorspace="BGR",
-            colorsubsampling="420",
-        )
+        data = encode_crop(crop, self.jpeg_quality)
         (self.tmp / CROPS_DIR / crop_filename(self.frame_count)).write_bytes(data)
         self._video.write(frame)
         self._bounds.append(box.as_list())
@@ -253,29 +254,12 @@ class PackageWriter:
             _write_manifest_atomic(self.tmp, manifest)
             load_package(self.tmp)  # refuse to publish anything we could not load back
             self._refuse_existing()
-            self._move_into_place()
+            move_into_place(self.tmp, self.destination)
         except BaseException:
             self.abort()
             raise
         self._done = True
         return load_package(self.destination)
-
-    def _move_into_place(self) -> None:
-        old: Path | None = None
-        if self.destination.exists():
-            old = Path(
-                tempfile.mkdtemp(prefix=f".{self.name}.", suffix=".old", dir=self.models_dir)
-            )
-            os.replace(self.destination, old / "package")
-        try:
-            os.replace(self.tmp, self.destination)
-        except OSError:
-            if old is not None:  # put the previous package back
-                os.replace(old / "package", self.destination)
-                shutil.rmtree(old, ignore_errors=True)
-            raise
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
 
     def abort(self) -> None:
         """Discard everything written so far."""

@@ -23,7 +23,7 @@ from lipstream.audio import timeline as tl
 from lipstream.audio.features import CachedEncoder, segment_features
 from lipstream.errors import InvalidInput, LipstreamError, ModelNotFound, PackageError
 from lipstream.model.engine import AvatarModel, open_model
-from lipstream.model.package import MANIFEST, check_name, name_mismatch
+from lipstream.model.package import MANIFEST, check_name, name_mismatch, scan_packages
 
 # Opens a package folder for inference: (folder, runtime, device) -> model.
 Opener = Callable[[Path, str, str], AvatarModel]
@@ -135,10 +135,6 @@ class ModelRegistry:
         shown = ", ".join(names) if names else "none"
         raise ModelNotFound(f"model {name!r} is not loaded (loaded models: {shown})")
 
-    def info(self, name: str) -> ModelInfo:
-        """The facts of the model loaded under ``name``."""
-        return self.get(name).info
-
     # ---------------------------------------------------------------------------------------
     # loading
 
@@ -241,13 +237,8 @@ class ModelRegistry:
         return errors
 
     def _package_folders(self) -> list[str]:
-        if not self.models_dir.is_dir():
-            return []
-        return sorted(
-            p.name
-            for p in self.models_dir.iterdir()
-            if p.is_dir() and not p.name.startswith(".") and (p / MANIFEST).is_file()
-        )
+        """The names of the package folders that hold a manifest, sorted."""
+        return [p.name for p in scan_packages(self.models_dir) if (p / MANIFEST).is_file()]
 
 
 def _warm_up(model: AvatarModel, audio16k: np.ndarray | None) -> None:
