@@ -168,7 +168,7 @@ def build_runtimes(
     workdir: str | Path,
 ) -> list[Any]:
     """Export and construct the requested runtimes for one generator state_dict."""
-    from lipstream.model.runtime import OnnxRuntime, TorchRuntime
+    from lipstream.model.runtime import OnnxGenerator, TorchGenerator
 
     unknown = sorted(set(runtimes) - set(RUNTIMES))
     if unknown:
@@ -185,16 +185,16 @@ def build_runtimes(
         network = export_generator_network(net, workdir / f"network-{tag}.onnx")
         if "onnx-fp32" in runtimes:
             path = export_generator(net, workdir / f"generate-fp32-{tag}.onnx")
-            out.append(OnnxRuntime(path, crops320, providers="auto"))
+            out.append(OnnxGenerator(path, crops320, providers="auto"))
         if "onnx-int8" in runtimes:
             from lipstream.model.quantize import quantize_generator
 
             path = quantize_generator(
                 network, workdir / f"generate-int8-{tag}.onnx", crops320, calibration_audio
             )
-            out.append(OnnxRuntime(path, crops320, providers="auto"))
+            out.append(OnnxGenerator(path, crops320, providers="auto"))
     if "torch" in runtimes:
-        out.append(TorchRuntime(net, crops320, device="auto"))
+        out.append(TorchGenerator(net, crops320, device="auto"))
     order = {name: i for i, name in enumerate(RUNTIMES)}
     out.sort(key=lambda r: order.get(_family(r.name), 99))
     return out
@@ -310,7 +310,7 @@ def bench_package(
     results: list[Timing] = []
     crops = pkg.load_inner_crops()
     for kind in kinds:
-        runtime = open_model(pkg, kind).runtime
+        runtime = open_model(pkg, kind).generator
         for b in sorted({1, batch}):
             timing = time_runtime(runtime, b, seconds, pkg.frame_count)
             results.append(timing)

@@ -16,14 +16,14 @@ from lipstream.audio.resample import resample
 from lipstream.audio.timeline import SAMPLE_RATE
 from lipstream.errors import PackageError
 from lipstream.geometry import paste_prediction
-from lipstream.model.engine import RUNTIME_CHOICES, AvatarModel, open_model
+from lipstream.model.engine import RUNTIME_CHOICES, OpenedModel, open_model
 from lipstream.schedule import pingpong_frame_id
 from lipstream.video import Mp4Writer, read_video_frames
 
 BATCH = 5
 
 
-def _video_frames(model: AvatarModel) -> list[np.ndarray]:
+def _video_frames(model: OpenedModel) -> list[np.ndarray]:
     frames = list(read_video_frames(model.package.video_path))
     if len(frames) != model.package.frame_count:
         raise PackageError(
@@ -35,7 +35,7 @@ def _video_frames(model: AvatarModel) -> list[np.ndarray]:
 
 def render(
     audio: str | Path | AudioChunk,
-    model: AvatarModel,
+    model: OpenedModel,
     out_path: str | Path,
     progress: bool = False,
 ) -> int:
@@ -62,7 +62,7 @@ def render(
         ):
             ks = range(start, min(start + BATCH, len(features)))
             ids = [pingpong_frame_id(k, pkg.frame_count) for k in ks]
-            mouths = model.runtime.generate(ids, features[start : start + len(ids)])
+            mouths = model.generator.generate(ids, features[start : start + len(ids)])
             for frame_id, mouth in zip(ids, mouths, strict=True):
                 writer.write(paste_prediction(frames[frame_id], pkg.box(frame_id), mouth))
         writer.write_audio(speech)
@@ -97,5 +97,5 @@ def _cmd_render(args: argparse.Namespace) -> int:
 
         audio = synthesize(args.text).audio
     count = render(audio, model, args.out, progress=sys.stderr.isatty())
-    print(f"wrote {args.out}: {count} frames ({count / model.package.fps:.2f} s), {model.kind}")
+    print(f"wrote {args.out}: {count} frames ({count / model.package.fps:.2f} s), {model.runtime}")
     return 0

@@ -38,13 +38,13 @@ def test_a_portrait_becomes_a_served_avatar(portrait_file, tmp_path) -> None:
         serving_only=True,
         progress=False,
     )
-    assert package.runtimes == ("onnx",)
+    assert package.weight_families == ("onnx",)
     assert package.frame_count == 50  # the idle clip, not the talking one
     assert "int8_psnr_db" in package.metrics and "psnr_mouth_db" in package.metrics
     dataset = json.loads((tmp_path / "datasets" / "astro" / "dataset.json").read_text())
     assert dataset["frame_count"] >= 4 * 25
     model = open_model(package)
-    mouths = model.runtime.generate([0, 49], np.zeros((2, 32, 16, 16), np.float32))
+    mouths = model.generator.generate([0, 49], np.zeros((2, 32, 16, 16), np.float32))
     assert mouths.shape == (2, 320, 320, 3)
 
 

@@ -94,7 +94,7 @@ def test_train_writes_checkpoints_a_package_and_resumes(
     package = load_package(models / "alice")
     assert package.frame_count == fake_dataset.frame_count == 40
     assert package.generator_width == 0.125
-    assert package.runtimes == ("pytorch",)
+    assert package.weight_families == ("pytorch",)
     assert package.speech_path is not None
     assert package.metrics["steps"] == 2
     for key in (

@@ -45,7 +45,7 @@ def test_package_loads_with_its_declared_properties(fake_package, fake_avatar):
     assert pkg.generator_width == 0.25
     assert pkg.lookahead_ms == AVE_LOOKAHEAD_MS and pkg.lookahead_frames == 11
     assert (pkg.video_width, pkg.video_height) == FRAME_SIZE
-    assert pkg.runtimes == ("pytorch",)
+    assert pkg.weight_families == ("pytorch",)
     assert pkg.weights("pytorch.generator") == fake_package / "generator.safetensors"
     assert pkg.weights("onnx.generator_int8") is None
     with pytest.raises(InvalidInput, match=r"unknown weights key 'onnx.gen'"):
@@ -242,9 +242,9 @@ def test_onnx_weights_are_added_one_by_one(package_copy, tmp_path):
     model.write_bytes(b"\x08\x07fake onnx bytes")
     pkg = add_weights(package_copy, "onnx.generator_int8", model)
     assert pkg.weights("onnx.generator_int8") == package_copy / "generator_int8.onnx"
-    assert pkg.runtimes == ("pytorch",)  # the ONNX family lacks its audio encoder so far
+    assert pkg.weight_families == ("pytorch",)  # the ONNX family lacks its audio encoder so far
     pkg = add_weights(package_copy, "onnx.audio_encoder", model)
-    assert pkg.runtimes == ("pytorch", "onnx")
+    assert pkg.weight_families == ("pytorch", "onnx")
     assert load_package(package_copy).weights("onnx.audio_encoder") is not None
 
 

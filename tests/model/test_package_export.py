@@ -28,7 +28,7 @@ def exported_package(fake_package: Path, tmp_path_factory) -> Path:
 
 def test_export_adds_onnx_weights_and_int8_fidelity(exported_package):
     package = load_package(exported_package)
-    assert set(package.runtimes) == {"pytorch", "onnx"}
+    assert set(package.weight_families) == {"pytorch", "onnx"}
     for key in ("onnx.generator_fp32", "onnx.generator_int8", "onnx.audio_encoder"):
         assert package.weights(key) is not None
     assert package.metrics["int8_psnr_db"] > 0
@@ -40,8 +40,8 @@ def test_every_runtime_draws_the_same_mouths(exported_package):
     mouths = {}
     for kind in ("torch", "onnx-fp32", "onnx-int8"):
         model = open_model(exported_package, kind, device="cpu")
-        assert model.kind == kind
-        mouths[kind] = model.runtime.generate([0, 5, 11], windows)
+        assert model.runtime == kind
+        mouths[kind] = model.generator.generate([0, 5, 11], windows)
         assert mouths[kind].shape == (3, 320, 320, 3) and mouths[kind].dtype == np.uint8
     # fp32 graphs agree with PyTorch up to truncation at a uint8 step
     diff = np.abs(mouths["torch"].astype(int) - mouths["onnx-fp32"].astype(int))
@@ -87,11 +87,11 @@ def test_a_serving_only_package_drops_pytorch_and_still_runs(exported_package, t
 
     path = Path(shutil.copytree(exported_package, tmp_path / "slim"))
     package = remove_weights(path, "pytorch")
-    assert package.runtimes == ("onnx",)
+    assert package.weight_families == ("onnx",)
     assert not (path / "generator.safetensors").exists()
     model = open_model(path)
     windows = np.zeros((1, 32, 16, 16), np.float32)
-    assert model.runtime.generate([0], windows).shape == (1, 320, 320, 3)
+    assert model.generator.generate([0], windows).shape == (1, 320, 320, 3)
 
 
 def test_bench_times_the_runtimes_a_package_ships(exported_package):

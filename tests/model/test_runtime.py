@@ -16,12 +16,12 @@ from lipstream.model.audio_encoder import AudioEncoder
 from lipstream.model.export import export_audio_encoder, export_generator
 from lipstream.model.network import Generator, GeneratorConfig
 from lipstream.model.runtime import (
-    AudioEncoderRuntime,
+    AudioFeatureEncoder,
+    MouthGenerator,
     OnnxAudioEncoder,
-    OnnxRuntime,
-    Runtime,
+    OnnxGenerator,
     TorchAudioEncoder,
-    TorchRuntime,
+    TorchGenerator,
 )
 
 FRAMES = 4
@@ -45,12 +45,12 @@ def generate_onnx(generator, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def onnx_runtime(generate_onnx, crops) -> OnnxRuntime:
-    return OnnxRuntime(generate_onnx, crops, providers="cpu")
+def onnx_runtime(generate_onnx, crops) -> OnnxGenerator:
+    return OnnxGenerator(generate_onnx, crops, providers="cpu")
 
 
 def test_onnx_and_torch_runtimes_agree(onnx_runtime, generator, crops):
-    torch_runtime = TorchRuntime(generator.state_dict(), crops, device="cpu")
+    torch_runtime = TorchGenerator(generator.state_dict(), crops, device="cpu")
     audio = synthetic_audio(3)
     a = onnx_runtime.generate([3, 0, 1], audio)
     b = torch_runtime.generate([3, 0, 1], audio)
@@ -58,7 +58,7 @@ def test_onnx_and_torch_runtimes_agree(onnx_runtime, generator, crops):
     assert a.dtype == b.dtype == np.uint8
     assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
     for runtime in (onnx_runtime, torch_runtime):
-        assert isinstance(runtime, Runtime)
+        assert isinstance(runtime, MouthGenerator)
         assert runtime.width == 0.25
     assert onnx_runtime.name == "onnx-fp32" and torch_runtime.name == "torch-fp32"
 
@@ -72,13 +72,13 @@ def test_each_mouth_comes_from_its_own_frame(onnx_runtime):
 
 
 def test_frame_parallel_workers_give_the_same_mouths(generate_onnx, crops, onnx_runtime):
-    parallel = OnnxRuntime(generate_onnx, crops, providers="cpu", threads=2, workers=2)
+    parallel = OnnxGenerator(generate_onnx, crops, providers="cpu", threads=2, workers=2)
     audio = synthetic_audio(5)
     ids = [3, 1, 0, 2, 3]  # five frames: two per worker and one left over
     try:
         np.testing.assert_array_equal(
             parallel.generate(ids, audio),
-            OnnxRuntime(generate_onnx, crops, workers=1).generate(ids, audio),
+            OnnxGenerator(generate_onnx, crops, workers=1).generate(ids, audio),
         )
     finally:
         parallel.close()
@@ -118,9 +118,9 @@ def test_bad_requests_are_refused_with_a_clear_message(onnx_runtime, ids, audio,
 )
 def test_bad_crops_are_refused(generate_onnx, generator, crops, message):
     with pytest.raises(InvalidInput, match=message):
-        OnnxRuntime(generate_onnx, crops, providers="cpu")
+        OnnxGenerator(generate_onnx, crops, providers="cpu")
     with pytest.raises(InvalidInput, match=message):
-        TorchRuntime(generator, crops, device="cpu")
+        TorchGenerator(generator, crops, device="cpu")
 
 
 def test_serving_needs_no_torch(generate_onnx, tmp_path):
@@ -138,9 +138,9 @@ def test_serving_needs_no_torch(generate_onnx, tmp_path):
 
         sys.meta_path.insert(0, NoTorch())  # any "import torch" now fails, as when absent
         import numpy as np
-        from lipstream.model.runtime import OnnxRuntime
+        from lipstream.model.runtime import OnnxGenerator
         crops = np.zeros((2, 320, 320, 3), np.uint8)
-        out = OnnxRuntime({str(generate_onnx)!r}, crops).generate(
+        out = OnnxGenerator({str(generate_onnx)!r}, crops).generate(
             [1], np.zeros((1, 32, 16, 16), np.float32)
         )
         assert out.shape == (1, 320, 320, 3), out.shape
@@ -159,7 +159,7 @@ def test_audio_encoder_runtimes_agree(tmp_path):
     a, b = onnx_encoder(mel), torch_encoder.encode(mel)
     assert a.shape == (5, 512) and a.dtype == np.float32
     np.testing.assert_allclose(a, b, atol=1e-4, rtol=0)
-    assert isinstance(onnx_encoder, AudioEncoderRuntime)
+    assert isinstance(onnx_encoder, AudioFeatureEncoder)
     with pytest.raises(InvalidInput, match=r"\[N,1,80,16\]"):
         onnx_encoder(np.zeros((1, 80, 16), np.float32))
     with pytest.raises(InvalidInput, match="float32"):

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from lipstream.audio.files import read_audio_file
-from lipstream.model.engine import AvatarModel
+from lipstream.model.engine import OpenedModel
 from lipstream.model.package import load_package
 from lipstream.service import lipsync_pb2_grpc
 from lipstream.service.registry import ModelRegistry
@@ -175,7 +175,7 @@ def fake_runtime() -> FakeRuntime:
 def fake_registry(service_models, fake_runtime) -> ModelRegistry:
     """A registry of the models folder whose models all run on ``fake_runtime``."""
 
-    def opener(folder: Path, runtime: str, device: str) -> AvatarModel:
-        return AvatarModel(load_package(folder), fake_runtime, zero_encoder, "fake")
+    def opener(folder: Path, runtime: str, device: str) -> OpenedModel:
+        return OpenedModel(load_package(folder), fake_runtime, zero_encoder, "fake")
 
     return ModelRegistry(service_models, opener=opener)

@@ -101,7 +101,7 @@ def test_a_stretch_of_audio_gives_the_frames_of_the_whole_clip(lipsync, speech16
 
         async def mouths(request: FrameRequest) -> list[bytes]:
             features = lambda: request.features(model.encoder)  # noqa: E731
-            result = await batcher.submit(Job(model.runtime, request.frame_ids, features))
+            result = await batcher.submit(Job(model.generator, request.frame_ids, features))
             assert len(result.jpegs) == count
             return result.jpegs
 
@@ -110,7 +110,7 @@ def test_a_stretch_of_audio_gives_the_frames_of_the_whole_clip(lipsync, speech16
     finally:
         batcher.close()
     assert from_piece == from_whole
-    expected = model.runtime.generate(ids, reference)
+    expected = model.generator.generate(ids, reference)
     assert from_whole == [
         simplejpeg.encode_jpeg(
             np.ascontiguousarray(m), quality=batcher.jpeg_quality, colorspace="BGR"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from lipstream.errors import InvalidInput, ModelNotFound, PackageError
-from lipstream.model.engine import AvatarModel
+from lipstream.model.engine import OpenedModel
 from lipstream.model.package import load_package
 from lipstream.service.registry import ModelRegistry
 
@@ -51,13 +51,13 @@ def test_package_paths_stay_inside_the_models_folder(fake_registry, name, path, 
 
 
 def test_a_reload_swaps_the_model_and_a_failed_one_keeps_the_old(service_models, new_runtime):
-    opened: list[AvatarModel] = []
+    opened: list[OpenedModel] = []
     fail = threading.Event()
 
     def opener(folder, runtime, device):
         if fail.is_set():
             raise RuntimeError("the graph does not parse")
-        model = AvatarModel(load_package(folder), new_runtime(), zero_features, "fake")
+        model = OpenedModel(load_package(folder), new_runtime(), zero_features, "fake")
         opened.append(model)
         return model
 
@@ -73,7 +73,7 @@ def test_a_reload_swaps_the_model_and_a_failed_one_keeps_the_old(service_models,
 
 def test_a_model_failing_its_warm_up_is_not_served(service_models, new_runtime):
     def opener(folder, runtime, device):
-        return AvatarModel(load_package(folder), new_runtime(), lambda w: w[:, 0, 0], "fake")
+        return OpenedModel(load_package(folder), new_runtime(), lambda w: w[:, 0, 0], "fake")
 
     registry = ModelRegistry(service_models, opener=opener)
     with pytest.raises(PackageError, match="failed its warm-up run: the audio encoder returned"):

@@ -100,7 +100,7 @@ def summary(pkg: ModelPackage) -> str:
         f"{pkg.video_height}",
         f"  generator: width {pkg.generator_width:g}",
         f"  audio:     lookahead {pkg.lookahead_ms:g} ms ({pkg.lookahead_frames} frames)",
-        f"  runtimes:  {', '.join(pkg.runtimes)}",
+        f"  runtimes:  {', '.join(pkg.weight_families)}",
         "  weights:   " + ", ".join(sorted(pkg.weight_files)),
     ]
     if pkg.metrics:

@@ -8,12 +8,12 @@ from pathlib import Path
 from lipstream.errors import InvalidInput, PackageError
 from lipstream.model.package import ModelPackage, load_package
 from lipstream.model.runtime import (
-    AudioEncoderRuntime,
+    AudioFeatureEncoder,
+    MouthGenerator,
     OnnxAudioEncoder,
-    OnnxRuntime,
-    Runtime,
+    OnnxGenerator,
     TorchAudioEncoder,
-    TorchRuntime,
+    TorchGenerator,
     onnx_providers,
 )
 
@@ -27,13 +27,13 @@ _WEIGHTS = {
 
 
 @dataclass(frozen=True)
-class AvatarModel:
-    """Everything needed to turn audio into mouth regions for one avatar."""
+class OpenedModel:
+    """A package opened for inference: everything that turns audio into one avatar's mouths."""
 
     package: ModelPackage
-    runtime: Runtime
-    encoder: AudioEncoderRuntime
-    kind: str  # the runtime choice that was resolved, e.g. "onnx-int8"
+    generator: MouthGenerator  # audio features and frame ids -> mouth regions
+    encoder: AudioFeatureEncoder  # mel windows -> audio features
+    runtime: str  # the runtime choice that was resolved, e.g. "onnx-int8"
 
 
 def _cuda_available() -> bool:
@@ -64,7 +64,7 @@ def resolve_runtime(package: ModelPackage, choice: str = "auto") -> str:
 
 def open_model(
     package: ModelPackage | str | Path, runtime: str = "auto", device: str = "auto"
-) -> AvatarModel:
+) -> OpenedModel:
     """Load a package's crops and weights into a runtime (device: auto, cpu or cuda)."""
     pkg = package if isinstance(package, ModelPackage) else load_package(package)
     kind = resolve_runtime(pkg, runtime)
@@ -75,10 +75,10 @@ def open_model(
     if kind == "torch":
         from lipstream.model.synctalk2d import load_audio_encoder, load_generator
 
-        gen: Runtime = TorchRuntime(load_generator(generator_path), crops, device)
-        enc: AudioEncoderRuntime = TorchAudioEncoder(load_audio_encoder(encoder_path), device)
+        gen: MouthGenerator = TorchGenerator(load_generator(generator_path), crops, device)
+        enc: AudioFeatureEncoder = TorchAudioEncoder(load_audio_encoder(encoder_path), device)
     else:
         providers = "cpu" if device == "cpu" else "auto"
-        gen = OnnxRuntime(generator_path, crops, providers)
+        gen = OnnxGenerator(generator_path, crops, providers)
         enc = OnnxAudioEncoder(encoder_path, providers)
-    return AvatarModel(pkg, gen, enc, kind)
+    return OpenedModel(pkg, gen, enc, kind)

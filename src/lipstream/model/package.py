@@ -118,7 +118,7 @@ class ModelPackage:
     manifest: Mapping[str, Any] = field(repr=False)
 
     @property
-    def runtimes(self) -> tuple[str, ...]:
+    def weight_families(self) -> tuple[str, ...]:
         """The runtime families this package can run on (``"pytorch"``, ``"onnx"``)."""
         return tuple(f for f in WEIGHT_ROLES if family_complete(f, self.weight_files))
 

@@ -39,12 +39,12 @@ def int8_fidelity(
     fp32_path: Path, int8_path: Path, crops: np.ndarray, windows: np.ndarray
 ) -> float:
     """PSNR (dB) of int8 mouths against fp32 mouths over the avatar's frames and speech."""
-    from lipstream.model.runtime import OnnxRuntime
+    from lipstream.model.runtime import OnnxGenerator
 
     count = min(FIDELITY_FRAMES, len(windows))
     ids = [pingpong_frame_id(k, len(crops)) for k in range(count)]
-    fp32 = OnnxRuntime(fp32_path, crops, "cpu").generate(ids, windows[:count])
-    int8 = OnnxRuntime(int8_path, crops, "cpu").generate(ids, windows[:count])
+    fp32 = OnnxGenerator(fp32_path, crops, "cpu").generate(ids, windows[:count])
+    int8 = OnnxGenerator(int8_path, crops, "cpu").generate(ids, windows[:count])
     return min(psnr(fp32, int8), 100.0)  # identical outputs: a finite number for the manifest
 
 

@@ -20,7 +20,7 @@ from typing import Any
 from lipstream.errors import InvalidInput, PackageError
 from lipstream.manifest import MISSING, ManifestReader, check_file, show
 
-# Runtime families and the files each may hold; keys are written "family.role".
+# Weight families and the files each may hold; keys are written "family.role".
 WEIGHT_ROLES: Mapping[str, tuple[str, ...]] = MappingProxyType(
     {
         "pytorch": ("generator", "audio_encoder"),

@@ -339,9 +339,9 @@ def remove_weights(package_path: str | Path, family: str) -> ModelPackage:
     """
     root = Path(package_path).resolve()
     package = load_package(root)
-    if family not in package.runtimes:
+    if family not in package.weight_families:
         raise InvalidInput(f"model package {package.name} holds no complete {family} weights")
-    if len(package.runtimes) < 2:
+    if len(package.weight_families) < 2:
         raise PackageError(
             f"model package {package.name} would be left without weights: {family} is its only "
             "runtime"

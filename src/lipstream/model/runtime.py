@@ -1,10 +1,14 @@
-"""Runtimes: audio features and avatar frame ids in, 320x320 BGR mouth regions out.
+"""The runtimes: ways to run the networks ("onnx-int8", "onnx-fp32", "torch"), as classes.
 
-A runtime is built from weights and the avatar's inner 320x320 BGR crops, so it knows nothing of
-packages. ``OnnxRuntime`` serves exported graphs with ONNX Runtime (CPU, or CUDA where present)
-and needs no PyTorch; ``TorchRuntime`` runs the PyTorch generator and imports torch only when
-constructed. Every runtime reproduces SyncTalk_2D's inference conventions: input = [crop, crop
-with the mask rectangle zeroed] scaled by 1/255, output = sigmoid * 255 truncated to uint8.
+A runtime is a choice of engine and weights (``lipstream.model.engine.RUNTIME_CHOICES``); here
+are the classes that run it. A ``MouthGenerator`` takes audio features and avatar frame ids and
+gives 320x320 BGR mouth regions; an ``AudioFeatureEncoder`` turns mel windows into the features.
+Each is built from weights (and a generator from the avatar's inner 320x320 BGR crops), so it
+knows nothing of packages. ``OnnxGenerator`` serves exported graphs with ONNX Runtime (CPU, or
+CUDA where present) and needs no PyTorch; ``TorchGenerator`` runs the PyTorch generator and
+imports torch only when constructed. Every generator reproduces SyncTalk_2D's inference
+conventions: input = [crop, crop with the mask rectangle zeroed] scaled by 1/255, output =
+sigmoid * 255 truncated to uint8.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ MEL_WINDOW_SHAPE = (1, N_MELS, MEL_WINDOW_FRAMES)
 
 
 @runtime_checkable
-class Runtime(Protocol):
+class MouthGenerator(Protocol):
     """Makes mouth regions for avatar frames from audio feature windows."""
 
     name: str
@@ -39,7 +43,7 @@ class Runtime(Protocol):
 
 
 @runtime_checkable
-class AudioEncoderRuntime(Protocol):
+class AudioFeatureEncoder(Protocol):
     """Maps mel windows [N,1,80,16] to features [N,512]; callable as ``encoder(windows)``."""
 
     name: str
@@ -150,7 +154,7 @@ def session_options(threads: int | None = None, spinning: bool = True):
     return so
 
 
-class OnnxRuntime:
+class OnnxGenerator:
     """Serves a whole-generate ONNX graph (fp32 or int8) with ONNX Runtime; no PyTorch needed.
 
     On CPU, frames run one per ``session.run`` (batches are slower per frame there), and a
@@ -295,7 +299,7 @@ def _torch_device(device: str):
     return torch.device(device)
 
 
-class TorchRuntime:
+class TorchGenerator:
     """Runs the PyTorch generator: fp16 autocast on CUDA, fp32 channels-last on CPU."""
 
     def __init__(self, generator: Any, crops320: np.ndarray, device: str = "auto") -> None:

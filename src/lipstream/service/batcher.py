@@ -17,14 +17,14 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import numpy as np
 import simplejpeg
 
 from lipstream.errors import LipstreamError, Overloaded, ServiceUnavailable
+from lipstream.model.runtime import MouthGenerator
 
 JPEG_QUALITY = 90
 
@@ -33,12 +33,6 @@ _log = logging.getLogger(__name__)
 
 class DeadlineExceeded(LipstreamError, TimeoutError):
     """A request's deadline passed before its frames could be made; they were not computed."""
-
-
-class Generator(Protocol):
-    """What the batcher runs: ``generate(frame_ids, audio [N,32,16,16]) -> uint8 [N,320,320,3]``."""
-
-    def generate(self, frame_ids: Sequence[int], audio_windows: np.ndarray) -> np.ndarray: ...
 
 
 # A job's audio features, or a function that makes them (run on the worker thread, off the
@@ -60,7 +54,7 @@ class FrameResult:
 class Job:
     """One caller's frames: what to draw them on, their audio, and where the answer goes."""
 
-    generator: Generator  # jobs batch together when they share this object
+    generator: MouthGenerator  # jobs batch together when they share this object
     frame_ids: tuple[int, ...]
     features: Features
     deadline: float | None = None  # on the batcher's clock (time.monotonic by default)
@@ -112,7 +106,7 @@ class BatchQueue:
         self.queued_frames -= job.frames
         return job
 
-    def take_same(self, generator: Generator, room: int) -> tuple[list[Job], bool]:
+    def take_same(self, generator: MouthGenerator, room: int) -> tuple[list[Job], bool]:
         """Remove the oldest jobs of ``generator`` that fit in ``room`` frames, in order.
 
         Returns them and whether a job of that generator was left behind for lack of room
@@ -315,7 +309,7 @@ class Batcher:
         )
 
     def _generate(
-        self, generator: Generator, frame_ids: list[int], audio: np.ndarray
+        self, generator: MouthGenerator, frame_ids: list[int], audio: np.ndarray
     ) -> np.ndarray:
         """The batch's mouths, in passes of at most max_batch_frames (one request may be more)."""
         step = self.max_batch_frames

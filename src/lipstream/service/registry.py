@@ -22,11 +22,11 @@ import numpy as np
 from lipstream.audio import timeline as tl
 from lipstream.audio.features import CachedEncoder, segment_features
 from lipstream.errors import InvalidInput, LipstreamError, ModelNotFound, PackageError
-from lipstream.model.engine import AvatarModel, open_model
+from lipstream.model.engine import OpenedModel, open_model
 from lipstream.model.package import MANIFEST, check_name, name_mismatch, scan_packages
 
 # Opens a package folder for inference: (folder, runtime, device) -> model.
-Opener = Callable[[Path, str, str], AvatarModel]
+Opener = Callable[[Path, str, str], OpenedModel]
 
 _log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class ModelInfo:
     feature_sample_rate: int = tl.SAMPLE_RATE  # 16000
 
     @classmethod
-    def of(cls, name: str, model: AvatarModel) -> ModelInfo:
+    def of(cls, name: str, model: OpenedModel) -> ModelInfo:
         """The facts of ``model``, served under ``name``."""
         pkg = model.package
         return cls(
@@ -62,17 +62,17 @@ class ModelInfo:
             lookahead_frames=pkg.lookahead_frames,
             video_width=pkg.video_width,
             video_height=pkg.video_height,
-            runtime=model.kind,
+            runtime=model.runtime,
             generator_width=pkg.generator_width,
         )
 
 
 @dataclass(frozen=True, eq=False)
-class LoadedModel:
+class ServedModel:
     """A model ready to serve: the opened package, its facts and how long loading took."""
 
     name: str
-    model: AvatarModel
+    model: OpenedModel
     info: ModelInfo
     path: Path
     load_ms: float
@@ -83,7 +83,7 @@ class LoadedModel:
         object.__setattr__(self, "encoder", CachedEncoder(self.model.encoder))
 
 
-def _open(folder: Path, runtime: str, device: str) -> AvatarModel:
+def _open(folder: Path, runtime: str, device: str) -> OpenedModel:
     return open_model(folder, runtime, device)
 
 
@@ -108,7 +108,7 @@ class ModelRegistry:
         self.device = device
         self._opener = opener
         self._log = logger or _log
-        self._models: dict[str, LoadedModel] = {}
+        self._models: dict[str, ServedModel] = {}
         self._lock = threading.Lock()  # guards _models
         self._load_lock = threading.Lock()  # one load at a time: bounds memory during reloads
 
@@ -120,12 +120,12 @@ class ModelRegistry:
         with self._lock:
             return sorted(self._models)
 
-    def models(self) -> list[LoadedModel]:
+    def models(self) -> list[ServedModel]:
         """The loaded models, sorted by name."""
         with self._lock:
             return [self._models[name] for name in sorted(self._models)]
 
-    def get(self, name: str) -> LoadedModel:
+    def get(self, name: str) -> ServedModel:
         """The model loaded under ``name``; ModelNotFound (naming the loaded ones) otherwise."""
         with self._lock:
             loaded = self._models.get(name)
@@ -173,7 +173,7 @@ class ModelRegistry:
 
     def load(
         self, name: str, package_path: str = "", warmup: np.ndarray | None = None
-    ) -> LoadedModel:
+    ) -> ServedModel:
         """Load (or reload) the package for ``name``, warm it up and make it the one served.
 
         ``warmup`` is 16 kHz audio to run one frame on first (default: silence). Raises
@@ -202,7 +202,7 @@ class ModelRegistry:
             except Exception as exc:  # the audio is decoded already: the package is at fault
                 raise PackageError(f"model package {folder} failed its warm-up run: {exc}") from exc
             load_ms = 1000.0 * (time.perf_counter() - start)
-            loaded = LoadedModel(name, model, ModelInfo.of(name, model), folder, load_ms)
+            loaded = ServedModel(name, model, ModelInfo.of(name, model), folder, load_ms)
             with self._lock:
                 replaced = name in self._models
                 self._models[name] = loaded
@@ -211,7 +211,7 @@ class ModelRegistry:
             "reloaded" if replaced else "loaded",
             name,
             folder,
-            model.kind,
+            model.runtime,
             model.package.frame_count,
             load_ms,
         )
@@ -241,11 +241,11 @@ class ModelRegistry:
         return [p.name for p in scan_packages(self.models_dir) if (p / MANIFEST).is_file()]
 
 
-def _warm_up(model: AvatarModel, audio16k: np.ndarray | None) -> None:
+def _warm_up(model: OpenedModel, audio16k: np.ndarray | None) -> None:
     """Run one frame through the encoder and the generator, so the first request is not slow."""
     audio = np.zeros(tl.SAMPLES_PER_FRAME, np.float32) if audio16k is None else audio16k
     features = segment_features(audio, 0, 0, 1, model.encoder)
-    mouths = model.runtime.generate([0], features)
+    mouths = model.generator.generate([0], features)
     if mouths.shape != (1, 320, 320, 3):
         raise PackageError(
             f"model package {model.package.name} made a mouth of shape {list(mouths.shape)} "

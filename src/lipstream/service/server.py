@@ -36,7 +36,7 @@ from lipstream.model.package import check_name
 from lipstream.service import lipsync_pb2, lipsync_pb2_grpc
 from lipstream.service.batcher import Batcher, DeadlineExceeded, Job
 from lipstream.service.inputs import FrameRequest, decode_audio
-from lipstream.service.registry import LoadedModel, ModelInfo, ModelRegistry
+from lipstream.service.registry import ModelInfo, ModelRegistry, ServedModel
 from lipstream.settings import Settings
 
 SERVICE_NAME = lipsync_pb2.DESCRIPTOR.services_by_name["LipSyncService"].full_name
@@ -126,7 +126,7 @@ class LipSyncServicer(lipsync_pb2_grpc.LipSyncServiceServicer):
         remaining = context.time_remaining()
         deadline = None if remaining is None else time.monotonic() + remaining
         job = Job(
-            generator=model.runtime,
+            generator=model.generator,
             frame_ids=frames.frame_ids,
             features=partial(frames.features, loaded.encoder),
             deadline=deadline,
@@ -182,7 +182,7 @@ class LipSyncServicer(lipsync_pb2_grpc.LipSyncServiceServicer):
             model=model_info_message(info),
         )
 
-    def _load_blocking(self, name: str, package_path: str, warmup_b64: str | None) -> LoadedModel:
+    def _load_blocking(self, name: str, package_path: str, warmup_b64: str | None) -> ServedModel:
         warmup = None
         if warmup_b64:
             warmup = decode_audio(warmup_b64, self.settings.audio_sample_rate, "audio_override")
