@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from lipstream.errors import InvalidInput
-from lipstream.settings import environment_file, load_settings
+from lipstream.settings import command_settings
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -33,16 +33,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def _cmd_web(args: argparse.Namespace) -> int:
     if args.port is not None and not 0 <= args.port <= 65535:
         raise InvalidInput(f"--port must be 0 (any free port) or 1-65535, got {args.port}")
-    overrides = {
-        name: value
-        for name, value in (
-            ("host", args.host),
-            ("models_dir", args.models_dir),
-            ("console_dir", args.console_dir),
-        )
-        if value is not None
-    }
-    settings = load_settings(environment_file(), **overrides)
+    settings = command_settings(
+        host=args.host, models_dir=args.models_dir, console_dir=args.console_dir
+    )
     from lipstream.logs import configure_logging
     from lipstream.web.server import run_web_server
 
