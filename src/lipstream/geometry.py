@@ -32,6 +32,8 @@ INNER_OFFSET = 4
 """Border of the 328 crop that the network never sees, in pixels."""
 NETWORK_SIZE = 320
 """Side of the network's input and output region, in pixels."""
+PREDICTION_SHAPE = f"{NETWORK_SIZE}x{NETWORK_SIZE}x3"
+"""The mouth region's shape as the guide's messages name it (height x width x BGR)."""
 
 # Landmark indices that define the box (SyncTalk_2D's 110-point layout; a 68-point file
 # works too as long as these indices exist).

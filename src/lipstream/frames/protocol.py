@@ -19,8 +19,7 @@ from lipstream.audio.pcm import AudioChunk
 from lipstream.audio.timeline import FPS
 from lipstream.errors import InvalidInput
 from lipstream.frames.session import MouthFrame
-
-PREDICTION_SHAPE = "320x320x3"
+from lipstream.geometry import PREDICTION_SHAPE
 
 # ------------------------------------------------------------------------- client messages
 

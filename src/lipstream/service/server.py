@@ -30,6 +30,7 @@ from lipstream.errors import (
     PackageError,
     ServiceUnavailable,
 )
+from lipstream.geometry import PREDICTION_SHAPE
 from lipstream.lifecycle import serve_until_signalled
 from lipstream.logs import announce, configure_logging
 from lipstream.model.package import check_name
@@ -41,7 +42,6 @@ from lipstream.settings import Settings
 
 SERVICE_NAME = lipsync_pb2.DESCRIPTOR.services_by_name["LipSyncService"].full_name
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
-PREDICTION_SHAPE = "320x320x3"
 STOP_GRACE_S = 5.0
 
 _T = TypeVar("_T")
