@@ -1,20 +1,18 @@
-// Audio sources: OpenAI Realtime (WebRTC), microphone, audio file and say-text.
+// Audio sources: what they share, the microphone, audio files and say-text (OpenAI Realtime, the
+// fourth, is in openai_realtime_source.js).
 //
 // Each turns its audio into 24 kHz PCM16 chunks (pcm.js) and hands them to the SpeechStream.
 // Live sources (OpenAI's remote track, the microphone) are tapped by an AudioWorklet on the
 // console's AudioContext; clips (files, synthesised speech) are decoded whole and sent at
 // real-time pace, a little ahead, then closed with `end_of_speech`.
 
-import { fetchRealtimeToken, synthesize, ApiError } from './api.js';
+import { synthesize, ApiError } from './api.js';
 import { PcmEncoder, encodeClip, monoOf } from './pcm.js';
 
 // Clips are sent this far ahead of real time: the frame generator works ahead by as much, which
 // absorbs slow inference; with the lookahead it stays well inside the server's 3 s audio buffer.
 const CLIP_LEAD_S = 1.0;
 const CLIP_TICK_MS = 20;
-const PREROLL_CHUNKS = 5; // remote audio kept from before `output_audio_buffer.started`
-const SPEECH_TAIL_MS = 300; // remote audio still arriving after `output_audio_buffer.stopped`
-const ICE_GATHER_TIMEOUT_MS = 2000;
 
 /** A source could not start or stopped with a problem; `message` is for the user. */
 export class SourceError extends Error {
@@ -40,7 +38,7 @@ export async function ensureTapWorklet(ctx) {
 }
 
 /** Tap `node` (a live source) into PCM16 chunks: `onChunk(int16)` for each. Returns a stopper. */
-async function tapLive(ctx, node, onChunk, { sampleRate, chunkMs }) {
+export async function tapLive(ctx, node, onChunk, { sampleRate, chunkMs }) {
   await ensureTapWorklet(ctx);
   const tap = new AudioWorkletNode(ctx, 'pcm-tap', {
     numberOfInputs: 1,
@@ -72,7 +70,7 @@ async function tapLive(ctx, node, onChunk, { sampleRate, chunkMs }) {
 }
 
 /** Common state handling: `state` is idle | starting | live | error; events 'change'. */
-class AudioSource extends EventTarget {
+export class AudioSource extends EventTarget {
   constructor(env, id, label) {
     super();
     this.env = env; // {ctx, stream, avSync, config, requestInterrupt(reason)}
@@ -171,6 +169,21 @@ export class MicrophoneSource extends AudioSource {
 
 /** Plays a decoded clip into the stream at real-time pace, a little ahead; ends the utterance. */
 class ClipSource extends AudioSource {
+  /** Stop what plays, `load()` the encoded clip (saying `loading` meanwhile), then play it. */
+  async _play(loading, load, what) {
+    if (this.busy) this.stop();
+    this._set('starting', loading);
+    try {
+      this._requireFrameGenerator();
+      const encoded = await load();
+      if (this.state !== 'starting') return; // stopped while the clip was loading
+      await this._playEncoded(encoded, what);
+    } catch (err) {
+      this._speaking(false);
+      this._fail(err);
+    }
+  }
+
   async _playEncoded(encodedAudio, what) {
     const { ctx } = this.env;
     await ctx.resume();
@@ -258,15 +271,7 @@ export class FileSource extends ClipSource {
   }
 
   async play(file) {
-    if (this.busy) this.stop();
-    this._set('starting', `Decoding ${file.name}…`);
-    try {
-      this._requireFrameGenerator();
-      await this._playEncoded(await file.arrayBuffer(), file.name);
-    } catch (err) {
-      this._speaking(false);
-      this._fail(err);
-    }
+    await this._play(`Decoding ${file.name}…`, () => file.arrayBuffer(), file.name);
   }
 }
 
@@ -282,237 +287,6 @@ export class TextSource extends ClipSource {
       this._set('error', 'Type something for the avatar to say.');
       return;
     }
-    if (this.busy) this.stop();
-    this._set('starting', 'Synthesising speech…');
-    try {
-      this._requireFrameGenerator();
-      const audio = await synthesize(clean);
-      if (this.state !== 'starting') return; // stopped while the server was speaking
-      await this._playEncoded(audio, 'Speech');
-    } catch (err) {
-      this._speaking(false);
-      this._fail(err);
-    }
+    await this._play('Synthesising speech…', () => synthesize(clean), 'Speech');
   }
-}
-
-/** OpenAI Realtime over WebRTC: the assistant's voice drives the mouth. */
-export class OpenAIRealtimeSource extends AudioSource {
-  constructor(env) {
-    super(env, 'openai', 'OpenAI Realtime');
-    this.events = [];
-    this.gateOpen = false;
-    this.preroll = [];
-  }
-
-  get available() {
-    return Boolean(this.env.config.openai?.available);
-  }
-
-  async start() {
-    if (this.busy) return;
-    if (!this.available) {
-      this._set('error', 'OpenAI Realtime is not configured on this server (no OPENAI_API_KEY).');
-      return;
-    }
-    this._set('starting', 'Getting a session key…');
-    try {
-      this._requireFrameGenerator();
-      const { ctx } = this.env;
-      await ctx.resume();
-      const token = await fetchRealtimeToken();
-      this._set('starting', 'Connecting to OpenAI…');
-      const pc = new RTCPeerConnection();
-      this.pc = pc;
-      const remote = new Promise((resolve) => {
-        pc.ontrack = (event) => resolve(event.streams[0] ?? new MediaStream([event.track]));
-      });
-      try {
-        this.mic = await navigator.mediaDevices.getUserMedia({
-          audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
-        });
-        for (const track of this.mic.getAudioTracks()) pc.addTrack(track, this.mic);
-        this.listening = true;
-      } catch {
-        pc.addTransceiver('audio', { direction: 'recvonly' });
-        this.listening = false;
-      }
-      const dc = pc.createDataChannel('oai-events');
-      this.dc = dc;
-      dc.onmessage = (event) => {
-        try {
-          this._onEvent(JSON.parse(event.data));
-        } catch {
-          // not JSON: not an event of ours
-        }
-      };
-      pc.onconnectionstatechange = () => {
-        if (pc !== this.pc) return;
-        if (pc.connectionState === 'failed' || pc.connectionState === 'closed') {
-          this.stop(`The connection to OpenAI ${pc.connectionState === 'failed' ? 'failed' : 'closed'}.`);
-          this.state = 'error';
-          this.dispatchEvent(new CustomEvent('change'));
-        }
-      };
-      await pc.setLocalDescription(await pc.createOffer());
-      await iceGatheringDone(pc, ICE_GATHER_TIMEOUT_MS);
-      const url = this.env.config.openai.realtime_calls_url;
-      let response;
-      try {
-        response = await fetch(url, {
-          method: 'POST',
-          body: pc.localDescription.sdp,
-          headers: { Authorization: `Bearer ${token.value}`, 'Content-Type': 'application/sdp' },
-        });
-      } catch (err) {
-        throw new SourceError(`OpenAI cannot be reached (${url}): ${err.message}`);
-      }
-      if (!response.ok) {
-        const detail = (await response.text()).slice(0, 200);
-        throw new SourceError(`OpenAI refused the call (${response.status}) ${detail}`);
-      }
-      await pc.setRemoteDescription({ type: 'answer', sdp: await response.text() });
-      const stream = await withTimeout(remote, 10000, 'OpenAI sent no audio track.');
-      // Chromium only renders a remote track into Web Audio while a media element plays it;
-      // the element stays muted, the listener hears the delayed, lip-synced copy.
-      this.audioElement = new Audio();
-      this.audioElement.muted = true;
-      this.audioElement.srcObject = stream;
-      this.audioElement.play().catch(() => {});
-      const node = ctx.createMediaStreamSource(stream);
-      this.untap = await tapLive(ctx, node, (chunk) => this._onChunk(chunk), this.chunkOptions);
-      this._set('live', this.listening ? 'Connected: talk to the assistant.' : 'Connected (no microphone: listening only).');
-    } catch (err) {
-      this._release();
-      this._fail(err);
-    }
-  }
-
-  stop(message = 'Conversation ended.') {
-    const wasOpen = this.gateOpen || this.env.stream.active;
-    this._release();
-    if (wasOpen) this.env.stream.end();
-    this._speaking(false);
-    this._set('idle', message);
-  }
-
-  /** The Interrupt button: also tell OpenAI to stop talking. */
-  cancelResponse() {
-    this._send({ type: 'response.cancel' });
-    this._send({ type: 'output_audio_buffer.clear' });
-    this._closeGate();
-  }
-
-  /** While the frame generator is away, let the user hear OpenAI directly (no lip sync). */
-  setDirectMonitoring(on) {
-    if (this.audioElement) this.audioElement.muted = !on;
-  }
-
-  _send(event) {
-    if (this.dc?.readyState === 'open') this.dc.send(JSON.stringify(event));
-  }
-
-  _onChunk(chunk) {
-    if (this.gateOpen) {
-      this.env.stream.sendChunk(chunk);
-      return;
-    }
-    this.preroll.push(chunk);
-    if (this.preroll.length > PREROLL_CHUNKS) this.preroll.shift();
-  }
-
-  _onEvent(event) {
-    this.events.push(event.type);
-    if (this.events.length > 50) this.events.shift();
-    switch (event.type) {
-      case 'output_audio_buffer.started':
-        clearTimeout(this._tailTimer);
-        this._speaking(true);
-        if (!this.gateOpen) {
-          this.gateOpen = true;
-          // The event can trail the first audio: send what just came in, then live audio.
-          for (const chunk of this.preroll.splice(0)) this.env.stream.sendChunk(chunk);
-        }
-        break;
-      case 'output_audio_buffer.stopped':
-        this._speaking(false);
-        clearTimeout(this._tailTimer);
-        this._tailTimer = setTimeout(() => {
-          if (!this.speaking) this._closeGate(true);
-        }, SPEECH_TAIL_MS);
-        break;
-      case 'input_audio_buffer.speech_started':
-        this._bargeIn('you started speaking');
-        break;
-      case 'output_audio_buffer.cleared':
-        this._bargeIn('the assistant was cut off');
-        break;
-      case 'error':
-        this._set(this.state, `OpenAI: ${event.error?.message ?? 'error'}`);
-        break;
-      default:
-        break;
-    }
-  }
-
-  _bargeIn(reason) {
-    clearTimeout(this._tailTimer);
-    const playing = this.gateOpen || this.env.stream.active || this.env.avSync.pending;
-    this._speaking(false);
-    this.gateOpen = false;
-    this.preroll = [];
-    if (playing) this.env.requestInterrupt(`barge-in: ${reason}`);
-  }
-
-  _closeGate(endSpeech = false) {
-    clearTimeout(this._tailTimer);
-    this.gateOpen = false;
-    this.preroll = [];
-    if (endSpeech) this.env.stream.end();
-  }
-
-  _release() {
-    clearTimeout(this._tailTimer);
-    this.gateOpen = false;
-    this.preroll = [];
-    this.untap?.();
-    this.untap = null;
-    for (const t of this.mic?.getTracks() ?? []) t.stop();
-    this.mic = null;
-    if (this.audioElement) {
-      this.audioElement.srcObject = null;
-      this.audioElement = null;
-    }
-    try {
-      this.dc?.close();
-      this.pc?.close();
-    } catch {
-      // already closed
-    }
-    this.dc = null;
-    this.pc = null;
-  }
-}
-
-function iceGatheringDone(pc, timeoutMs) {
-  if (pc.iceGatheringState === 'complete') return Promise.resolve();
-  return new Promise((resolve) => {
-    const timer = setTimeout(resolve, timeoutMs); // post what we have: the peer finds the rest
-    pc.addEventListener('icegatheringstatechange', () => {
-      if (pc.iceGatheringState === 'complete') {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-  });
-}
-
-function withTimeout(promise, ms, message) {
-  let timer;
-  return Promise.race([
-    promise.finally(() => clearTimeout(timer)),
-    new Promise((_, reject) => {
-      timer = setTimeout(() => reject(new SourceError(message)), ms);
-    }),
-  ]);
 }

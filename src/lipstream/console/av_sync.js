@@ -1,25 +1,7 @@
 // Playback clock and frame scheduling: what the user hears and which mouth frame they see.
 //
-// The frame generator's session has one audio timeline (docs/frame-protocol.md): every PCM16
-// sample sent advances it, `end_of_speech` and `interrupt` round it up to the next frame
-// boundary, and frame k covers [40k ms, 40k + 40 ms). AvSync mirrors that timeline, plays the
-// very audio it sent through Web Audio, delayed by the pipeline latency, and answers "which
-// frame now?" from the AudioContext clock. Audio and mouth hang on one clock and one sample
-// count, so there is nothing to drift apart over a long session.
-//
-// A speech segment maps a stretch of timeline onto AudioContext time:
-//   ctxTime(t) = seg.ctxStart + (t - seg.t0) / sampleRate.
-// A segment starts when audio begins after silence (or after a stall too long to hide), and
-// ends at `end_of_speech` or `interrupt`.
-//
-// Two ways to choose ctxStart:
-// - live sources (microphone, remote track) cannot wait: a segment starts the pipeline latency
-//   the frame generator reports (plus what late frames taught) after its first chunk. The
-//   latency changes with the load on the server, so while the speaker is silent a live segment
-//   is re-anchored to the delay now wanted: a longer delay stretches the pause, a shorter one
-//   drops silence, and neither can be heard;
-// - clips (files, synthesised speech) are sent ahead of real time and can wait: their audio is
-//   held until the first frames are actually back (a measured cushion), then plays.
+// How it works (one timeline with the frame generator, speech segments on the AudioContext
+// clock, live and clip delays) is told in docs/console.md, "A/V sync".
 
 const MIN_SCHEDULE_LEAD_S = 0.02; // a chunk due sooner than this starts a new segment
 const MIN_DELAY_MS = 150; // never start playing sooner than this after the first chunk
@@ -31,10 +13,10 @@ const CLIP_CUSHION_MS = 320; // frames a clip waits for before it starts playing
 const CLIP_MAX_WAIT_S = 4; // ... but it plays after this long even without them
 const CLIP_START_MARGIN_S = 0.05;
 const SILENCE_LEVEL = 0.004; // RMS below which a chunk counts as silence (about -48 dBFS)
-const RESYNC_STEP_MS = 40;
+const RESYNC_STEP_MS = 40; // re-anchor a live segment in silence when its delay is this far off
 // Until a live stream of this session has shown how late its frames come, its delay gets this
 // much more; the first silence after that gives back what was not needed.
-const UNLEARNED_LIVE_MS = 150; // re-anchor a live segment in silence when its delay is this far off
+const UNLEARNED_LIVE_MS = 150;
 const OFFSET_WINDOW = 250; // paints in the rolling A/V offset statistics (a few seconds)
 const OFFSET_HISTORY = 60000; // paints kept for the offset distribution (over 15 minutes)
 // What a paint during speech showed, best first: the frame of the audio heard, the previous

@@ -36,18 +36,15 @@ export class FaceCompositor {
   /** Fast mode: the frame, then the mouth resized into `bounds`, hard edges. */
   compositeFrame(frame, mouth, bounds) {
     this.drawFrame(frame);
-    const box = this.box(bounds);
+    const box = this._box(bounds);
     if (box && mouth) this.ctx.drawImage(mouth, box.x, box.y, box.w, box.h);
     return this.canvas;
   }
 
-  /**
-   * Blended mode: the mouth fades into the frame over a feathered border. `mode` is the canvas
-   * composite operation used for the patch ('source-over' by default; 'multiply' etc. work too).
-   */
-  compositeWithBlending(frame, mouth, bounds, mode = 'source-over') {
+  /** Blended mode: the mouth fades into the frame over a feathered border. */
+  compositeWithBlending(frame, mouth, bounds) {
     this.drawFrame(frame);
-    const box = this.box(bounds);
+    const box = this._box(bounds);
     if (!box || !mouth) return this.canvas;
     if (this.patch.width !== box.w || this.patch.height !== box.h) {
       this.patch.width = box.w;
@@ -59,22 +56,27 @@ export class FaceCompositor {
     p.drawImage(mouth, 0, 0, box.w, box.h);
     p.globalCompositeOperation = 'destination-in';
     p.drawImage(this.mask(box.w, box.h), 0, 0);
-    this.ctx.globalCompositeOperation = mode;
     this.ctx.drawImage(this.patch, box.x, box.y);
-    this.ctx.globalCompositeOperation = 'source-over';
     return this.canvas;
   }
 
-  /** `bounds` in canvas pixels, rounded, clipped to the canvas; null when empty. */
-  box(bounds) {
+  /**
+   * `bounds` (video pixels) times `scale`, as a box of a `width` x `height` picture: rounded,
+   * clipped to the picture; null when under 2 pixels either way.
+   */
+  static box(bounds, scale, width, height) {
     if (!bounds || bounds.length !== 4) return null;
-    const s = this.scale;
-    const x0 = Math.max(0, Math.round(bounds[0] * s));
-    const y0 = Math.max(0, Math.round(bounds[1] * s));
-    const x1 = Math.min(this.canvas.width, Math.round(bounds[2] * s));
-    const y1 = Math.min(this.canvas.height, Math.round(bounds[3] * s));
+    const x0 = Math.max(0, Math.round(bounds[0] * scale));
+    const y0 = Math.max(0, Math.round(bounds[1] * scale));
+    const x1 = Math.min(width, Math.round(bounds[2] * scale));
+    const y1 = Math.min(height, Math.round(bounds[3] * scale));
     if (x1 - x0 < 2 || y1 - y0 < 2) return null;
     return { x: x0, y: y0, w: x1 - x0, h: y1 - y0 };
+  }
+
+  /** `bounds` as a box of the canvas. */
+  _box(bounds) {
+    return FaceCompositor.box(bounds, this.scale, this.canvas.width, this.canvas.height);
   }
 
   /** Alpha mask of a w x h patch: opaque inside, smoothly transparent toward every edge. */

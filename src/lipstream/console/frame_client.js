@@ -107,7 +107,6 @@ export class FrameClient extends EventTarget {
         if (typeof message.sent_at === 'number') this.rttMs = performance.now() - message.sent_at;
       }
       this.dispatchEvent(new CustomEvent(message.type, { detail: message }));
-      this.dispatchEvent(new CustomEvent('message', { detail: message }));
     };
     ws.onclose = (event) => {
       if (this.ws !== ws) return;
