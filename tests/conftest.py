@@ -19,6 +19,14 @@ def synctalk2d_vectors() -> Path:
 
 
 DEMO_PACKAGE = REPO / "models" / "demo"
+
+
+@pytest.fixture(scope="session")
+def demo_package() -> Path:
+    """The shipped demo avatar's package (read it; copy it before changing anything)."""
+    return DEMO_PACKAGE
+
+
 SPEECH_WAV = Path(
     "/usr/share/pocketsphinx/test/data/librivox/sense_and_sensibility_01_austen_64kb-0880.wav"
 )

@@ -24,10 +24,10 @@ import numpy as np
 
 from lipstream.audio.timeline import FRAME_FEATURE_SHAPE
 from lipstream.bench_e2e import register_e2e
+from lipstream.bench_runtimes import RUNTIMES, SyncTalk2dLoop, build_runtimes
 from lipstream.bench_sync import register_sync
 from lipstream.errors import InvalidInput, PackageError
 
-RUNTIMES = ("torch", "onnx-fp32", "onnx-int8")
 DEFAULT_WIDTHS = (1.0, 0.5, 0.25)
 JPEG_QUALITY = 85
 
@@ -160,50 +160,6 @@ def synthetic_audio(count: int, seed: int = 1) -> np.ndarray:
     return rng.standard_normal((count, *FRAME_FEATURE_SHAPE), dtype=np.float32)
 
 
-def build_runtimes(
-    generator_state: Mapping[str, Any],
-    crops320: np.ndarray,
-    calibration_audio: np.ndarray,
-    runtimes: Sequence[str],
-    workdir: str | Path,
-) -> list[Any]:
-    """Export and construct the requested runtimes for one generator state_dict."""
-    from lipstream.model.runtime import OnnxGenerator, TorchGenerator
-
-    unknown = sorted(set(runtimes) - set(RUNTIMES))
-    if unknown:
-        raise InvalidInput(f"unknown runtime(s) {unknown}; choose from {list(RUNTIMES)}")
-    workdir = Path(workdir)
-    out: list[Any] = []
-    from lipstream.model.synctalk2d import generator_from_state
-
-    net = generator_from_state(generator_state, "generator weights")
-    tag = f"w{net.cfg.width:g}"
-    if "onnx-fp32" in runtimes or "onnx-int8" in runtimes:
-        from lipstream.model.export import export_generator, export_generator_network
-
-        network = export_generator_network(net, workdir / f"network-{tag}.onnx")
-        if "onnx-fp32" in runtimes:
-            path = export_generator(net, workdir / f"generate-fp32-{tag}.onnx")
-            out.append(OnnxGenerator(path, crops320, providers="auto"))
-        if "onnx-int8" in runtimes:
-            from lipstream.model.quantize import quantize_generator
-
-            path = quantize_generator(
-                network, workdir / f"generate-int8-{tag}.onnx", crops320, calibration_audio
-            )
-            out.append(OnnxGenerator(path, crops320, providers="auto"))
-    if "torch" in runtimes:
-        out.append(TorchGenerator(net, crops320, device="auto"))
-    order = {name: i for i, name in enumerate(RUNTIMES)}
-    out.sort(key=lambda r: order.get(_family(r.name), 99))
-    return out
-
-
-def _family(name: str) -> str:
-    return "torch" if name.startswith("torch") else name.removesuffix("-cuda")
-
-
 def bench_generator(
     generator_state: Mapping[str, Any],
     crops320: np.ndarray,
@@ -293,24 +249,22 @@ def bench_package(
     log: Callable[[str], None] | None = None,
 ) -> tuple[np.ndarray, list[Timing]]:
     """Timings of the runtimes a package ships (its own exported files), and its crops."""
-    from lipstream.model.engine import open_model, resolve_runtime
     from lipstream.model.package import load_package
 
     pkg = load_package(path)
-    kinds = []
+    crops = pkg.load_inner_crops()
+    built: list[Any] = []
     for kind in runtimes:
         try:
-            kinds.append(resolve_runtime(pkg, kind))
-        except PackageError:
+            built.append(_package_runtime(pkg, kind, crops))
+        except (PackageError, InvalidInput) as exc:
             if log:
-                log(f"package {pkg.name} ships no {kind} weights: skipped")
+                log(f"{kind} skipped: {exc}")
     if log:
         log(f"package {pkg.name}: the weights and crops it ships")
         log(header())
     results: list[Timing] = []
-    crops = pkg.load_inner_crops()
-    for kind in kinds:
-        runtime = open_model(pkg, kind).generator
+    for runtime in built:
         for b in sorted({1, batch}):
             timing = time_runtime(runtime, b, seconds, pkg.frame_count)
             results.append(timing)
@@ -325,6 +279,20 @@ def header() -> str:
         f"{'runtime':<16} {'width':>5} {'batch':>5} {'ms/frame':>9} {'best':>7} "
         f"{'frames/s':>9} {'calls':>6}"
     )
+
+
+def _package_runtime(pkg: Any, kind: str, crops: np.ndarray) -> Any:
+    """Runtime ``kind`` on a package's own weights (PackageError when it ships none for it)."""
+    from lipstream.model.engine import open_model
+
+    if kind != "synctalk2d-eager":
+        return open_model(pkg, kind).generator
+    path = pkg.weights("pytorch.generator")
+    if path is None:
+        raise PackageError(f"package {pkg.name} ships no PyTorch generator for the eager loop")
+    from lipstream.model.synctalk2d import load_generator
+
+    return SyncTalk2dLoop(load_generator(path), crops)
 
 
 def format_row(t: Timing) -> str:

@@ -51,7 +51,7 @@ class Settings(BaseSettings):
 
     # Models
     models_dir: Path = Path("models")
-    runtime: str = "auto"  # auto, onnx-int8, onnx-fp32, torch
+    runtime: str = "auto"  # auto or one of model.engine.RUNTIME_CHOICES
     device: str = "auto"  # auto, cpu, cuda
     batch_window_ms: float = Field(2.0, ge=0.0, le=100.0)
     max_batch_frames: int = Field(32, ge=1, le=512)
@@ -80,9 +80,10 @@ class Settings(BaseSettings):
     @field_validator("runtime")
     @classmethod
     def _check_runtime(cls, value: str) -> str:
-        choices = ("auto", "onnx-int8", "onnx-fp32", "torch")
-        if value not in choices:
-            raise ValueError(f"choose one of {', '.join(choices)}")
+        from lipstream.model.engine import RUNTIME_CHOICES
+
+        if value not in RUNTIME_CHOICES:
+            raise ValueError(f"choose one of {', '.join(RUNTIME_CHOICES)}")
         return value
 
     @field_validator("device")

@@ -16,6 +16,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from lipstream.audio.files import read_audio_file
+from lipstream.model.engine import resolve_runtime
+from lipstream.model.package import load_package
 
 RATE = 24000
 CHUNK = RATE // 25  # 40 ms at 24 kHz, as AUDIO_CHUNK_DURATION_MS=40
@@ -90,7 +92,9 @@ def check_frame(frame: dict, width: int = 512, height: int = 512) -> None:
     assert frame["prediction_shape"] == "320x320x3"
 
 
-def test_real_speech_at_real_time_pace_gives_one_frame_per_40ms(running_system, speech24k):
+def test_real_speech_at_real_time_pace_gives_one_frame_per_40ms(
+    running_system, speech24k, demo_package
+):
     with open_session(running_system) as ws:
         stream(ws, speech24k)
         ended = ask(ws, {"type": "end_of_speech"}, "speech_ended")
@@ -119,6 +123,7 @@ def test_real_speech_at_real_time_pace_gives_one_frame_per_40ms(running_system, 
         assert stats["lipsync_service"] == "connected" and stats["can_generate"] is True
         assert stats["latency_ms"]["p95"] is not None
         assert stats["pipeline_latency_ms"] > stats["lookahead_ms"] > 450
+        assert stats["runtime"] == resolve_runtime(load_package(demo_package), "auto", "cpu")
 
 
 def test_two_sessions_at_once_stay_independent(running_system, speech24k):

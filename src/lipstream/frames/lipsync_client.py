@@ -77,7 +77,7 @@ class LipSyncClient:
                     raise _map_error(exc, "ListModels") from None
                 self.connected = True
                 self._models = {
-                    m.name: SessionModel(m.name, m.frame_count, m.lookahead_ms)
+                    m.name: SessionModel(m.name, m.frame_count, m.lookahead_ms, m.runtime)
                     for m in answer.models
                 }
                 self._models_at = time.monotonic()

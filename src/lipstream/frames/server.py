@@ -328,6 +328,7 @@ class _Connection:
             frame_buffer_fill=s.frames_buffered,
             can_generate=s.model is not None and self.client.connected,
             current_model=s.model.name if s.model else None,
+            runtime=s.model.runtime if s.model else None,
             session_id=self.id,
             audio_buffer_ms=round(queued, 1),
             audio_sample_rate=s.sample_rate,

@@ -37,6 +37,7 @@ class SessionModel:
     name: str
     frame_count: int
     lookahead_ms: float = tl.LOOKAHEAD_MS
+    runtime: str = ""  # how the lip-sync service runs it, e.g. "openvino-int8"
 
 
 @dataclass(frozen=True, eq=False)

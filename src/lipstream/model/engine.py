@@ -1,4 +1,10 @@
-"""A model package opened for inference: its generator runtime and its audio encoder."""
+"""A model package opened for inference: its generator runtime and its audio encoder.
+
+Which runtime ``auto`` takes is decided here, when the model is opened, from what the machine
+has: on a CUDA GPU the float ONNX graph; on a CPU that OpenVINO can run int8 on natively (VNNI or
+AMX), OpenVINO on the package's int8 graph, which measured 1.3-2x faster than ONNX Runtime's
+int8 on such CPUs (docs/benchmarks.md); else ONNX Runtime.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lipstream.errors import InvalidInput, PackageError
+from lipstream.model.openvino_runtime import (
+    OpenVinoGenerator,
+    cpu_capabilities,
+    openvino_available,
+)
 from lipstream.model.package import ModelPackage, load_package
 from lipstream.model.runtime import (
     AudioFeatureEncoder,
@@ -18,8 +29,10 @@ from lipstream.model.runtime import (
 )
 
 # What a user may ask for; "auto" takes the fastest the package holds for the device.
-RUNTIME_CHOICES = ("auto", "onnx-int8", "onnx-fp32", "torch")
+RUNTIME_CHOICES = ("auto", "openvino-int8", "openvino-bf16", "onnx-int8", "onnx-fp32", "torch")
 _WEIGHTS = {
+    "openvino-int8": ("onnx.generator_int8", "onnx.audio_encoder"),
+    "openvino-bf16": ("onnx.generator_fp32", "onnx.audio_encoder"),
     "onnx-int8": ("onnx.generator_int8", "onnx.audio_encoder"),
     "onnx-fp32": ("onnx.generator_fp32", "onnx.audio_encoder"),
     "torch": ("pytorch.generator", "pytorch.audio_encoder"),
@@ -40,8 +53,22 @@ def _cuda_available() -> bool:
     return onnx_providers("auto")[0] == "CUDAExecutionProvider"
 
 
-def resolve_runtime(package: ModelPackage, choice: str = "auto") -> str:
-    """The runtime kind to use: ``choice`` itself, or for "auto" the best the package holds."""
+def _machine_runs(kind: str, device: str) -> str | None:
+    """Why this machine cannot run runtime ``kind`` on ``device``, or None when it can."""
+    if not kind.startswith("openvino-"):
+        return None
+    if device == "cuda":
+        return "OpenVINO runs on the CPU here (DEVICE=cuda asks for a GPU)"
+    if not openvino_available():
+        return "the openvino package is not installed (pip install openvino)"
+    if kind == "openvino-bf16" and "BF16" not in cpu_capabilities():
+        return "this CPU has no native bfloat16 (AMX or AVX512-BF16)"
+    return None
+
+
+def resolve_runtime(package: ModelPackage, choice: str = "auto", device: str = "auto") -> str:
+    """The runtime to use: ``choice`` itself, or for "auto" the fastest the package and the
+    machine allow (see the module's docstring)."""
     if choice not in RUNTIME_CHOICES:
         raise InvalidInput(
             f"unknown runtime {choice!r}; choose one of {', '.join(RUNTIME_CHOICES)}"
@@ -53,11 +80,19 @@ def resolve_runtime(package: ModelPackage, choice: str = "auto") -> str:
                 f"model package {package.name} has no weights for runtime {choice} "
                 f"(it has: {', '.join(available) or 'none'}; run `lipstream export`)"
             )
+        why = _machine_runs(choice, device)
+        if why:
+            raise InvalidInput(f"runtime {choice} cannot run on this machine: {why}")
         return choice
-    # int8 is the fastest on CPUs; on a GPU the float graph is faster and exact.
-    order = ["onnx-fp32", "torch", "onnx-int8"] if _cuda_available() else list(_WEIGHTS)
+    if device == "cuda" or (device == "auto" and _cuda_available()):
+        # on a GPU the float graph is faster than int8, and exact
+        order = ["onnx-fp32", "torch", "onnx-int8"]
+    elif "INT8" in cpu_capabilities():  # VNNI or AMX: OpenVINO runs int8 natively
+        order = ["openvino-int8", "openvino-bf16", "onnx-int8", "onnx-fp32", "torch"]
+    else:
+        order = ["onnx-int8", "onnx-fp32", "torch"]
     for kind in order:
-        if kind in available:
+        if kind in available and _machine_runs(kind, device) is None:
             return kind
     raise PackageError(f"model package {package.name} holds no complete set of weights")
 
@@ -67,7 +102,7 @@ def open_model(
 ) -> OpenedModel:
     """Load a package's crops and weights into a runtime (device: auto, cpu or cuda)."""
     pkg = package if isinstance(package, ModelPackage) else load_package(package)
-    kind = resolve_runtime(pkg, runtime)
+    kind = resolve_runtime(pkg, runtime, device)
     generator_key, encoder_key = _WEIGHTS[kind]
     generator_path, encoder_path = pkg.weights(generator_key), pkg.weights(encoder_key)
     assert generator_path is not None and encoder_path is not None  # resolve_runtime checked
@@ -77,6 +112,9 @@ def open_model(
 
         gen: MouthGenerator = TorchGenerator(load_generator(generator_path), crops, device)
         enc: AudioFeatureEncoder = TorchAudioEncoder(load_audio_encoder(encoder_path), device)
+    elif kind.startswith("openvino-"):
+        gen = OpenVinoGenerator(generator_path, crops, kind.removeprefix("openvino-"))
+        enc = OnnxAudioEncoder(encoder_path, "cpu")
     else:
         providers = "cpu" if device == "cpu" else "auto"
         gen = OnnxGenerator(generator_path, crops, providers)

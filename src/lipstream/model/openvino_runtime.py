@@ -1,0 +1,173 @@
+"""The OpenVINO runtimes: the package's own ONNX generator on oneDNN's CPU kernels (AMX, VNNI).
+
+ONNX Runtime's int8 convolutions use VNNI; OpenVINO runs the same QDQ graph on oneDNN's AMX
+kernels where the CPU has them, and the float graph in bfloat16 where the CPU computes it
+natively (AMX or AVX512-BF16). Two runtimes come from this module:
+
+- ``openvino-int8``: the package's ``generator_int8.onnx``;
+- ``openvino-bf16``: the package's ``generator_fp32.onnx`` with bfloat16 inference, only where
+  the CPU reports BF16 (``OpenVinoGenerator.bf16_native()``).
+
+The graph is compiled for one frame (a static shape compiles once and runs fastest). A request of
+one frame runs on all cores; a request of several frames runs as one frame per stream, each stream
+on its own core (the ``THROUGHPUT`` hint), which for this network beats splitting each operator
+over the cores. Both compiled models are warmed up at construction, because OpenVINO's first call
+is 1.5-2.5x slower than the rest.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lipstream.audio.timeline import FRAME_FEATURE_SHAPE
+from lipstream.errors import InvalidInput
+from lipstream.geometry import NETWORK_SIZE
+from lipstream.model.runtime import check_crops, check_request
+
+PRECISIONS = ("int8", "bf16")
+
+
+def openvino_available() -> bool:
+    """Whether the openvino package can be imported here."""
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _core() -> Any:
+    import openvino as ov
+
+    return ov.Core()
+
+
+def cpu_capabilities() -> tuple[str, ...]:
+    """What OpenVINO says the CPU computes natively, e.g. ("BF16", "FP32", "INT8", ...)."""
+    if not openvino_available():
+        return ()
+    return tuple(_core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+
+
+class OpenVinoGenerator:
+    """Serves a whole-generate ONNX graph with OpenVINO on the CPU; no PyTorch needed.
+
+    ``precision`` is "int8" for the package's QDQ int8 graph, "bf16" to run its fp32 graph in
+    bfloat16. ``threads`` defaults to the core count and is also the number of streams.
+    """
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        crops320: np.ndarray,
+        precision: str = "int8",
+        *,
+        threads: int | None = None,
+    ) -> None:
+        import openvino as ov
+
+        if precision not in PRECISIONS:
+            raise InvalidInput(f"OpenVINO precision must be one of {PRECISIONS}, got {precision!r}")
+        self._crops = check_crops(crops320)
+        core = _core()
+        model = core.read_model(str(model_path))
+        names = {port.get_any_name() for port in model.inputs}
+        if names != {"crops", "audio"}:
+            raise InvalidInput(
+                f"{model_path} is not a whole-generate graph (inputs {sorted(names)}, "
+                "expected crops and audio)"
+            )
+        model.reshape(
+            {
+                "crops": [1, NETWORK_SIZE, NETWORK_SIZE, 3],
+                "audio": [1, *FRAME_FEATURE_SHAPE],
+            }
+        )
+        self.width = float(_meta(model, "lipstream.width", "nan"))
+        threads = max(1, threads if threads is not None else (os.cpu_count() or 1))
+        common: dict[str, Any] = {"INFERENCE_NUM_THREADS": threads}
+        if precision == "bf16":
+            common["INFERENCE_PRECISION_HINT"] = "bf16"
+        # int8: int8 where the graph quantizes, and OpenVINO's default (bf16 where the CPU has
+        # it natively) for the rest
+        self._latency = core.compile_model(
+            model, "CPU", {**common, "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
+        )
+        self._request = self._latency.create_infer_request()
+        self.streams = threads
+        self._queue: Any = None
+        if threads > 1:
+            throughput = core.compile_model(
+                model, "CPU", {**common, "PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": threads}
+            )
+            self._queue = ov.AsyncInferQueue(throughput, threads)
+            self._queue.set_callback(self._collect)
+        self._out: np.ndarray | None = None
+        self._lock = threading.Lock()  # one generate at a time: the queue's slots are shared
+        self.device = "cpu"
+        self.name = f"openvino-{precision}"
+        self.precision = precision
+        self._warm_up()
+
+    @staticmethod
+    def bf16_native() -> bool:
+        """Whether this CPU computes bfloat16 natively (AMX or AVX512-BF16), per OpenVINO."""
+        return "BF16" in cpu_capabilities()
+
+    @property
+    def frame_count(self) -> int:
+        """How many avatar frames (crops) this runtime can draw from."""
+        return len(self._crops)
+
+    def _warm_up(self) -> None:
+        ids = list(range(min(self.streams, len(self._crops))))
+        audio = np.zeros((len(ids), *FRAME_FEATURE_SHAPE), np.float32)
+        for _ in range(2):
+            self.generate(ids[:1], audio[:1])
+            if len(ids) > 1:
+                self.generate(ids, audio)
+
+    def _collect(self, request: Any, index: int) -> None:
+        assert self._out is not None
+        self._out[index] = request.get_output_tensor(0).data[0]
+
+    def generate(self, frame_ids: Sequence[int], audio_windows: np.ndarray) -> np.ndarray:
+        """uint8 BGR mouths [N,320,320,3] for ``frame_ids`` and float32 audio [N,32,16,16]."""
+        ids, audio = check_request(frame_ids, audio_windows, len(self._crops))
+        out = np.empty((len(ids), NETWORK_SIZE, NETWORK_SIZE, 3), np.uint8)
+        if not len(ids):
+            return out
+        with self._lock:
+            if len(ids) == 1 or self._queue is None:
+                for i, frame_id in enumerate(ids):
+                    self._request.infer(
+                        {"crops": self._crops[frame_id : frame_id + 1], "audio": audio[i : i + 1]}
+                    )
+                    out[i] = self._request.get_output_tensor(0).data[0]
+                return out
+            self._out = out
+            try:
+                for i, frame_id in enumerate(ids):
+                    self._queue.start_async(
+                        {"crops": self._crops[frame_id : frame_id + 1], "audio": audio[i : i + 1]},
+                        i,
+                    )
+                self._queue.wait_all()
+            finally:
+                self._out = None
+        return out
+
+    def close(self) -> None:
+        """Nothing to stop: OpenVINO's threads end with the compiled models."""
+
+
+def _meta(model: Any, key: str, default: str) -> str:
+    """An ONNX metadata_props value, which OpenVINO keeps under the model's "framework" info."""
+    path = ["framework", key]
+    return str(model.get_rt_info(path).astype(str)) if model.has_rt_info(path) else default
