@@ -13,6 +13,8 @@ import simplejpeg
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from lipstream.audio.timeline import first_sample_needed, samples_needed
+from lipstream.model.engine import resolve_runtime
+from lipstream.model.package import load_package
 from lipstream.service import lipsync_pb2 as pb
 
 
@@ -157,7 +159,7 @@ def test_health_reports_serving(lipsync):
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
 
 
-def test_list_models_gives_the_timing_facts(lipsync):
+def test_list_models_gives_the_timing_facts(lipsync, demo_package):
     models = lipsync.stub.ListModels(pb.ListModelsRequest(), timeout=10).models
     # the broken package was skipped at start; the service runs with the others
     assert [m.name for m in models] == ["demo"]
@@ -166,7 +168,9 @@ def test_list_models_gives_the_timing_facts(lipsync):
     assert demo.lookahead_ms == pytest.approx(452.5) and demo.lookahead_frames == 11
     assert (demo.feature_window_frames, demo.feature_lookahead_frames) == (16, 7)
     assert demo.feature_sample_rate == 16000
-    assert demo.runtime.startswith("onnx") and demo.version == "1.0.0"
+    # the runtime in use, as auto resolved it on this machine
+    assert demo.runtime == resolve_runtime(load_package(demo_package), "auto", "cpu")
+    assert demo.version == "1.0.0"
     assert "broken" in lipsync.handle.load_errors
 
 
