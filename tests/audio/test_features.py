@@ -148,7 +148,7 @@ def test_24khz_stream_equals_resampling_first(speech, stub_encode):
     np.testing.assert_allclose(
         np.stack([f.features for f in frames]), offline, rtol=1e-5, atol=1e-5
     )
-    assert 0 < extractor.resampler_latency_s < 0.01
+    assert 0 < extractor.resampler_latency_s < 0.025
 
 
 def test_memory_stays_bounded_on_a_long_stream(stub_encode):

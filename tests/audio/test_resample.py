@@ -1,4 +1,4 @@
-"""Resampling to 16 kHz: streaming equals one-shot, timing is kept, nothing aliases."""
+"""Resampling to 16 kHz (libsoxr): streaming equals one-shot, timing is kept, nothing aliases."""
 
 from __future__ import annotations
 
@@ -57,11 +57,15 @@ def test_output_sample_n_is_input_time_n_over_16000(rate):
 
 
 @pytest.mark.parametrize("rate", [22050, 24000, 44100, 48000])
-def test_passband_is_flat_to_7600_hz_and_no_tone_above_8k_aliases(rate):
+def test_passband_is_flat_to_7000_hz_and_no_tone_above_8k_aliases(rate):
     inner = slice(400, -400)
-    for freq in (3000.0, 7000.0, 7600.0):
+    for freq in (3000.0, 7000.0):
         out = resample(_tone(freq, rate), rate)[inner]
         assert np.sqrt(2 * np.mean(out**2)) == pytest.approx(1.0, abs=2e-3)
+    # libsoxr HQ (librosa's default, so SyncTalk_2D's training audio) rolls off above 7 kHz:
+    # the top mel band (to 7600 Hz) keeps at least -3 dB
+    out = resample(_tone(7600.0, rate), rate)[inner]
+    assert np.sqrt(2 * np.mean(out**2)) > 0.7
     for freq in (8100.0, 9000.0, min(rate / 2 - 500, 15000.0)):
         out = resample(_tone(freq, rate), rate)[inner]
         assert np.sqrt(np.mean(out**2)) < 1e-3  # at least 60 dB down
@@ -70,7 +74,7 @@ def test_passband_is_flat_to_7600_hz_and_no_tone_above_8k_aliases(rate):
 @pytest.mark.parametrize("rate", RATES)
 def test_streaming_latency_is_small_and_declared(rate):
     stream = StreamingResampler(rate)
-    assert 0 < stream.latency_s < 0.015
+    assert 0 < stream.latency_s < (0.07 if rate < 16000 else 0.025)
     produced = len(stream.process(np.zeros(rate)))  # one second in
     # every output up to 1 s - latency is out already
     assert produced == pytest.approx(16000 * (1 - stream.latency_s), abs=1)
