@@ -10,7 +10,11 @@ from lipstream.audio.files import read_audio_file
 from lipstream.errors import InvalidInput
 from lipstream.model import engine
 from lipstream.model.engine import open_model, resolve_runtime
-from lipstream.model.openvino_runtime import OpenVinoGenerator, cpu_capabilities
+from lipstream.model.openvino_runtime import (
+    OpenVinoAudioEncoder,
+    OpenVinoGenerator,
+    cpu_capabilities,
+)
 from lipstream.model.package import load_package
 
 BF16 = "BF16" in cpu_capabilities()
@@ -23,7 +27,7 @@ def reference(demo_package):
     speech = read_audio_file(model.package.speech_path, 16000).samples[: 2 * 16000]
     features = offline_features(speech, model.encoder)
     ids = [k % model.package.frame_count for k in range(len(features))]
-    return ids, features, model.generator.generate(ids, features)
+    return speech, ids, features, model.generator.generate(ids, features)
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -41,16 +45,19 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     ],
 )
 def test_openvino_draws_the_fp32_mouths_within_30_db(reference, demo_package, kind):
-    ids, features, expected = reference
+    speech, ids, features, expected = reference
     model = open_model(demo_package, kind, device="cpu")
     assert model.runtime == kind and model.generator.name == kind
     assert model.generator.width == 0.25  # read from the graph's metadata
-    mouths = model.generator.generate(ids, features)
+    # the whole pipeline, its own audio encoder included, against fp32
+    own = offline_features(speech, model.encoder)
+    assert np.abs(own - features).max() < 0.05 * np.abs(features).max()
+    mouths = model.generator.generate(ids, own)
     assert mouths.shape == expected.shape and mouths.dtype == np.uint8
     assert psnr(mouths, expected) >= 30.0
     # a request of several frames (one per stream) draws what single frames draw
     single = np.stack(
-        [model.generator.generate([i], features[k : k + 1])[0] for k, i in enumerate(ids[:4])]
+        [model.generator.generate([i], own[k : k + 1])[0] for k, i in enumerate(ids[:4])]
     )
     np.testing.assert_array_equal(single, mouths[:4])
 
@@ -89,3 +96,15 @@ def test_auto_on_a_cpu_without_native_int8_keeps_onnx_runtime(monkeypatch, demo_
     assert resolve_runtime(load_package(demo_package), "auto", device="cpu") == "onnx-int8"
     monkeypatch.setattr(engine, "cpu_capabilities", lambda: ("FP32", "INT8", "BF16"))
     assert resolve_runtime(load_package(demo_package), "auto", device="cpu") == "openvino-int8"
+
+
+def test_the_openvino_audio_encoder_takes_any_number_of_windows(demo_package):
+    pkg = load_package(demo_package)
+    encoder = OpenVinoAudioEncoder(pkg.weights("onnx.audio_encoder"))
+    windows = np.random.default_rng(0).standard_normal((7, 1, 80, 16)).astype(np.float32)
+    every = encoder(windows)
+    assert every.shape == (7, 512) and every.dtype == np.float32
+    np.testing.assert_array_equal(encoder(windows[2:3])[0], every[2])
+    assert encoder(windows[:0]).shape == (0, 512)
+    with pytest.raises(InvalidInput, match=r"mel windows must have shape \[N,1,80,16\]"):
+        encoder(np.zeros((2, 80, 16), np.float32))

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from lipstream.errors import InvalidInput, PackageError
 from lipstream.model.openvino_runtime import (
+    OpenVinoAudioEncoder,
     OpenVinoGenerator,
     cpu_capabilities,
     openvino_available,
@@ -114,7 +115,7 @@ def open_model(
         enc: AudioFeatureEncoder = TorchAudioEncoder(load_audio_encoder(encoder_path), device)
     elif kind.startswith("openvino-"):
         gen = OpenVinoGenerator(generator_path, crops, kind.removeprefix("openvino-"))
-        enc = OnnxAudioEncoder(encoder_path, "cpu")
+        enc = OpenVinoAudioEncoder(encoder_path)
     else:
         providers = "cpu" if device == "cpu" else "auto"
         gen = OnnxGenerator(generator_path, crops, providers)

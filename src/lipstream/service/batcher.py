@@ -6,7 +6,8 @@ batch is the oldest job plus the next jobs of the same model that fit in ``max_b
 ``Batcher`` runs the plan on one worker thread: it takes the oldest job, waits up to
 ``batch_window_ms`` for more of the same model, fails the jobs whose deadline has passed without
 computing them, makes the remaining jobs' audio features, runs one ``generate`` over all their
-frames, JPEG-encodes the mouths and resolves each caller's asyncio future on its own loop.
+frames, and hands the mouths to a small pool of encoder threads, which JPEG-encode them and
+resolve each caller's asyncio future on its own loop while the worker runs the next batch.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,6 +29,7 @@ from lipstream.errors import LipstreamError, Overloaded, ServiceUnavailable
 from lipstream.model.runtime import MouthGenerator
 
 JPEG_QUALITY = 90
+ENCODER_THREADS = 2  # JPEG encoders beside the worker; a 320x320 mouth takes about 0.25 ms
 
 _log = logging.getLogger(__name__)
 
@@ -169,6 +172,8 @@ class Batcher:
         self._queue = BatchQueue(max_batch_frames, max_queued_frames)
         self._cond = threading.Condition()
         self._closed = False
+        # JPEG encoding (libjpeg-turbo, without the GIL) overlaps the next batch's inference
+        self._encoders = ThreadPoolExecutor(ENCODER_THREADS, thread_name_prefix="lipstream-jpeg")
         self._thread = threading.Thread(target=self._work, name="lipstream-batcher", daemon=True)
         self._thread.start()
 
@@ -216,6 +221,7 @@ class Batcher:
             _fail(job, ServiceUnavailable("the lip-sync service is shutting down"))
         if threading.current_thread() is not self._thread:
             self._thread.join(timeout)
+            self._encoders.shutdown(wait=True)  # the last batch's frames are delivered
 
     # ---------------------------------------------------------------------------------------
     # the worker thread
@@ -285,27 +291,34 @@ class Batcher:
         for job, _ in live:
             own = mouths[offset : offset + job.frames]
             offset += job.frames
-            jpegs = [
-                simplejpeg.encode_jpeg(
-                    np.ascontiguousarray(mouth), quality=self.jpeg_quality, colorspace="BGR"
-                )
-                for mouth in own
-            ]
-            done = self._clock()
-            _resolve(
-                job,
-                FrameResult(
-                    jpegs=jpegs,
-                    batch_frames=len(frame_ids),
-                    queue_ms=1000.0 * (start - job.submitted),
-                    compute_ms=1000.0 * (done - start),
-                ),
-            )
+            self._encoders.submit(self._encode, job, own, len(frame_ids), start)
         self._log.debug(
             "batch of %d frames from %d requests in %.1f ms",
             len(frame_ids),
             len(live),
             1000.0 * (self._clock() - start),
+        )
+
+    def _encode(self, job: Job, mouths: np.ndarray, batch_frames: int, start: float) -> None:
+        """On an encoder thread: JPEG-encode one job's mouths and resolve its future."""
+        try:
+            jpegs = [
+                simplejpeg.encode_jpeg(
+                    np.ascontiguousarray(mouth), quality=self.jpeg_quality, colorspace="BGR"
+                )
+                for mouth in mouths
+            ]
+        except Exception as exc:  # an encoder failure fails that job only
+            _fail(job, exc)
+            return
+        _resolve(
+            job,
+            FrameResult(
+                jpegs=jpegs,
+                batch_frames=batch_frames,
+                queue_ms=1000.0 * (start - job.submitted),
+                compute_ms=1000.0 * (self._clock() - start),
+            ),
         )
 
     def _generate(
