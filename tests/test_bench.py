@@ -58,7 +58,10 @@ def test_bench_e2e_streams_speech_through_the_system_and_gets_every_frame(
 
     rate = 24000
     pcm = read_audio_file(speech_wav, rate).samples
-    row = asyncio.run(bench_e2e.run_sessions(running_system.websocket_url, pcm, rate, 2))
+    url = running_system.websocket_url
+    row = asyncio.run(bench_e2e.run_sessions(url, pcm, rate, 2))  # binary frames
+    json_row = asyncio.run(bench_e2e.run_sessions(url, pcm[: rate * 2], rate, 1, binary=False))
+    assert json_row["missing_frames"] == 0 and json_row["errors"] == []
 
     assert row["sessions"] == 2
     assert row["errors"] == []

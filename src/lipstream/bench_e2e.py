@@ -1,10 +1,11 @@
 """``lipstream bench e2e``: real speech through the running system, N sessions at once.
 
 Each session streams a speech file in 40 ms chunks at real-time pace over the frame generator's
-WebSocket (``push_frames``), ends it with ``end_of_speech`` and records every frame. Reported per
-session count: sustained frames/s per session while speech streamed (25 means it kept up), the
-latency from the arrival of the audio that completes a frame to the frame being ready (server
-clock, frames completed while speech streamed, beyond the model's lookahead, which no system can
+WebSocket (``push_frames``; frames come as binary messages, or as the guide's base64 JSON with
+``--json-frames``), ends it with ``end_of_speech`` and records every frame. Reported per session
+count: sustained frames/s per session while speech streamed (25 means it kept up), the latency
+from the arrival of the audio that completes a frame to the frame being ready (server clock,
+frames completed while speech streamed, beyond the model's lookahead, which no system can
 avoid), the same seen by the client for every frame including the end-of-speech tail (frame
 received minus the moment its audio was sent, or was due at real-time pace), and frames missing.
 Without ``--url`` it starts ``lipstream serve`` in a child process on free ports.
@@ -25,6 +26,7 @@ from lipstream.audio import timeline as tl
 from lipstream.audio.files import read_audio_file
 from lipstream.bench_serve import ServeProcess
 from lipstream.errors import InvalidInput
+from lipstream.frames.protocol import parse_binary_frame
 
 DEFAULT_SPEECH = Path(
     "/usr/share/pocketsphinx/test/data/librivox/sense_and_sensibility_01_austen_64kb-0870.wav"
@@ -67,18 +69,20 @@ class SessionResult:
         ]
 
 
-async def _session(url: str, pcm: np.ndarray, rate: int, chunk: int) -> SessionResult:
+async def _session(url: str, pcm: np.ndarray, rate: int, chunk: int, binary: bool) -> SessionResult:
     from websockets.asyncio.client import connect
 
     result = SessionResult(frames_expected=math.ceil(len(pcm) * tl.FPS / rate))
     async with connect(url, compression=None, max_size=None) as ws:
-        await ws.send(
-            json.dumps({"type": "configure", "push_frames": True, "audio_sample_rate": rate})
-        )
+        configure = {"type": "configure", "push_frames": True, "audio_sample_rate": rate}
+        await ws.send(json.dumps({**configure, "binary_frames": binary}))
 
         async def receive() -> None:
             async for raw in ws:
-                message = json.loads(raw)
+                if isinstance(raw, bytes):
+                    message, _ = parse_binary_frame(raw)
+                else:
+                    message = json.loads(raw)
                 if message["type"] == "current_frame" and not message["idle"]:
                     result.frames.append(message)
                     result.received_at.append(time.monotonic())
@@ -132,9 +136,13 @@ def summarize(results: list[SessionResult], rate: int, chunk: int) -> dict:
     }
 
 
-async def run_sessions(url: str, pcm: np.ndarray, rate: int, sessions: int) -> dict:
+async def run_sessions(
+    url: str, pcm: np.ndarray, rate: int, sessions: int, binary: bool = True
+) -> dict:
     chunk = rate // tl.FPS
-    results = await asyncio.gather(*(_session(url, pcm, rate, chunk) for _ in range(sessions)))
+    results = await asyncio.gather(
+        *(_session(url, pcm, rate, chunk, binary) for _ in range(sessions))
+    )
     return summarize(list(results), rate, chunk)
 
 
@@ -155,7 +163,12 @@ def format_table(rows: list[dict]) -> str:
 
 
 def run_e2e(
-    speech: Path, sessions: list[int], url: str | None, models_dir: Path, rate: int
+    speech: Path,
+    sessions: list[int],
+    url: str | None,
+    models_dir: Path,
+    rate: int,
+    binary: bool = True,
 ) -> list[dict]:
     if not speech.is_file():
         raise InvalidInput(f"speech file {speech} not found (pocketsphinx-testdata ships one)")
@@ -165,7 +178,7 @@ def run_e2e(
         target = url or server.websocket_url  # type: ignore[union-attr]
         rows = []
         for n in sessions:
-            row = asyncio.run(run_sessions(target, pcm, rate, n))
+            row = asyncio.run(run_sessions(target, pcm, rate, n, binary))
             rows.append(row)
             print(format_table([row]).splitlines()[-1], flush=True)
             for error in row["errors"]:
@@ -186,6 +199,11 @@ def register_e2e(sub) -> None:
     p.add_argument("--url", help="frame generator of a running system (default: start one)")
     p.add_argument("--models-dir", type=Path, default=Path("models"), help="with no --url")
     p.add_argument("--rate", type=int, default=24000, help="sample rate to stream at")
+    p.add_argument(
+        "--json-frames",
+        action="store_true",
+        help="take frames as base64 JSON (the guide's default) instead of binary messages",
+    )
     p.set_defaults(func=_run)
 
 
@@ -198,5 +216,5 @@ def _run(args) -> int:
         raise InvalidInput("--sessions needs counts of at least 1")
     print(format_table([]).splitlines()[0], flush=True)
     print(format_table([]).splitlines()[1], flush=True)
-    run_e2e(args.speech, sessions, args.url, args.models_dir, args.rate)
+    run_e2e(args.speech, sessions, args.url, args.models_dir, args.rate, not args.json_frames)
     return 0

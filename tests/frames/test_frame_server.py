@@ -16,6 +16,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from lipstream.audio.files import read_audio_file
+from lipstream.frames import protocol
 from lipstream.model.engine import resolve_runtime
 from lipstream.model.package import load_package
 
@@ -314,3 +315,42 @@ def test_a_poll_client_gets_every_frame_of_a_clip_longer_than_the_audio_buffer(
     assert announced == expected
     assert stats["frames_generated"] == expected == stats["frames_sent"]
     assert stats["frame_buffer_fill"] == 0 and stats["audio_buffer_fill"] == 0
+
+
+def test_binary_frames_carry_the_same_mouths_without_base64(running_system, speech24k):
+    clip = speech24k[: RATE * 2]
+    expected = math.ceil(len(clip) / CHUNK)
+    with open_session(running_system) as json_ws:
+        stream(json_ws, clip, realtime=False, binary=True)
+        ask(json_ws, {"type": "end_of_speech"}, "speech_ended")
+        as_json = drain_frames(json_ws, expected)
+    with open_session(running_system) as ws:
+        reply = ask(ws, {"type": "configure", "binary_frames": True}, "configured")
+        assert reply["binary_frames"] is True and reply["push_frames"] is False
+        # no frame yet: the idle answer stays JSON
+        assert ask(ws, {"type": "get_frame"}, "current_frame")["idle"] is True
+        stream(ws, clip, realtime=False, binary=True)
+        ask(ws, {"type": "end_of_speech"}, "speech_ended")
+        frames: list[tuple[dict, bytes]] = []
+        deadline = time.monotonic() + 60
+        while len(frames) < expected and time.monotonic() < deadline:
+            ws.send(json.dumps({"type": "get_frame"}))
+            message = ws.recv(timeout=20)
+            if isinstance(message, bytes):
+                frames.append(protocol.parse_binary_frame(message))
+            elif json.loads(message).get("idle"):
+                time.sleep(0.02)
+    assert [h["frame_index"] for h, _ in frames] == list(range(expected))
+    for (header, jpeg), reference in zip(frames, as_json, strict=True):
+        assert header["type"] == "current_frame" and "frame_data" not in header
+        assert header["frame_id"] == reference["frame_id"]
+        assert header["bounds"] == reference["bounds"]
+        assert jpeg == base64.b64decode(reference["frame_data"])  # the very same JPEG
+        assert simplejpeg.decode_jpeg(jpeg).shape == (320, 320, 3)
+
+
+def test_binary_frames_must_be_true_or_false(running_system):
+    with open_session(running_system) as ws:
+        error = ask(ws, {"type": "configure", "binary_frames": "yes"}, "error")
+        assert error["code"] == "bad_field" and "binary_frames" in error["message"]
+        assert ask(ws, {"type": "get_stats"}, "stats")["binary_frames"] is False

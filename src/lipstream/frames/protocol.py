@@ -79,6 +79,7 @@ class Configure:
 
     push_frames: bool | None = None
     audio_sample_rate: int | None = None
+    binary_frames: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -147,7 +148,8 @@ def _audio_chunk(message: dict[str, Any]) -> AudioChunkMessage:
 
 def _configure(message: dict[str, Any]) -> Configure:
     push = _optional_bool(message, "push_frames")
-    return Configure(push, _optional_int(message, "audio_sample_rate"))
+    rate = _optional_int(message, "audio_sample_rate")
+    return Configure(push, rate, _optional_bool(message, "binary_frames"))
 
 
 _PARSERS: dict[str, Callable[[dict[str, Any]], ClientMessage]] = {
@@ -232,6 +234,30 @@ def frame_reply(frame: MouthFrame | None, model_name: str | None) -> dict[str, A
     }
 
 
+BINARY_FRAME_MAGIC = b"LSF1"
+
+
+def binary_frame(frame: MouthFrame) -> bytes:
+    """A finished frame as one binary message (``configure.binary_frames``).
+
+    The bytes are ``LSF1``, the header's length (uint32, little-endian), the header (UTF-8 JSON:
+    the ``current_frame`` fields but ``frame_data``), then the JPEG itself: no base64, no JSON
+    escaping of the image.
+    """
+    header = frame_reply(frame, frame.model_name)
+    del header["frame_data"]
+    head = json.dumps(header, separators=(",", ":")).encode()
+    return b"".join((BINARY_FRAME_MAGIC, len(head).to_bytes(4, "little"), head, frame.jpeg))
+
+
+def parse_binary_frame(data: bytes) -> tuple[dict[str, Any], bytes]:
+    """A client's reading of ``binary_frame``: (the header, the JPEG)."""
+    if data[:4] != BINARY_FRAME_MAGIC or len(data) < 8:
+        raise ValueError("not a lipstream binary frame (it starts with LSF1)")
+    size = int.from_bytes(data[4:8], "little")
+    return json.loads(data[8 : 8 + size]), data[8 + size :]
+
+
 def frames_generated_reply(count: int, buffer_fill: int) -> dict[str, Any]:
     """``frames_generated``: frames a poll client can now take with ``get_frame``."""
     return {"type": "frames_generated", "count": count, "buffer_fill": buffer_fill}
@@ -269,6 +295,7 @@ def model_changed_reply(
 def configured_reply(
     *,
     push_frames: bool,
+    binary_frames: bool,
     audio_sample_rate: int,
     audio_chunk_duration_ms: int,
     inference_batch_size: int,
@@ -279,6 +306,7 @@ def configured_reply(
     return {
         "type": "configured",
         "push_frames": push_frames,
+        "binary_frames": binary_frames,
         "audio_sample_rate": audio_sample_rate,
         "audio_chunk_duration_ms": audio_chunk_duration_ms,
         "inference_batch_size": inference_batch_size,

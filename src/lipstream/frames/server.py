@@ -32,7 +32,7 @@ from lipstream.errors import (
 )
 from lipstream.frames import protocol as proto
 from lipstream.frames.lipsync_client import LipSyncClient
-from lipstream.frames.session import InferenceJob, Session
+from lipstream.frames.session import InferenceJob, MouthFrame, Session
 from lipstream.frames.timings import Timings
 from lipstream.lifecycle import serve_until_signalled
 from lipstream.logs import announce
@@ -69,6 +69,7 @@ class _Connection:
             shared_timings=generator.timings,
         )
         self.push_frames = False
+        self.binary_frames = False
         self.wake = asyncio.Event()
         self.service_down_reported = False
         self._tg: asyncio.TaskGroup | None = None
@@ -88,6 +89,17 @@ class _Connection:
     async def send(self, message: dict[str, Any]) -> None:
         with contextlib.suppress(ConnectionClosed):
             await self.ws.send(proto.dumps(message))
+
+    async def send_frame(self, frame: MouthFrame | None) -> None:
+        """``current_frame``: binary when the client asked for it and there is a frame."""
+        if frame is not None and self.binary_frames:
+            with contextlib.suppress(ConnectionClosed):
+                await self.ws.send(proto.binary_frame(frame))
+            return
+        model = (
+            frame.model_name if frame else self.session.model.name if self.session.model else None
+        )
+        await self.send(proto.frame_reply(frame, model))
 
     async def send_error(
         self, code: str, message: str, request_type: str | None = None, **details: Any
@@ -200,7 +212,7 @@ class _Connection:
             if frames:
                 self.wake.set()  # the frame buffer has room again: plan the next jobs
             for frame in frames:
-                await self.send(proto.frame_reply(frame, frame.model_name))
+                await self.send_frame(frame)
         elif released:
             await self.send(proto.frames_generated_reply(released, self.session.frames_buffered))
 
@@ -253,8 +265,7 @@ class _Connection:
         frame = self.session.pop_frame()
         if frame is not None:
             self.wake.set()  # the frame buffer has room again: plan the next jobs
-        model = self.session.model.name if self.session.model else None
-        await self.send(proto.frame_reply(frame, model))
+        await self.send_frame(frame)
 
     async def _on_get_stats(self, message: proto.GetStats) -> None:
         await self.send(self.stats())
@@ -298,6 +309,8 @@ class _Connection:
                 self.session.set_sample_rate(message.audio_sample_rate)
             except InvalidInput as exc:
                 raise proto.ProtocolError("bad_field", str(exc), "configure") from None
+        if message.binary_frames is not None:
+            self.binary_frames = message.binary_frames
         if message.push_frames is not None:
             self.push_frames = message.push_frames
             if message.push_frames:
@@ -305,6 +318,7 @@ class _Connection:
         await self.send(
             proto.configured_reply(
                 push_frames=self.push_frames,
+                binary_frames=self.binary_frames,
                 audio_sample_rate=self.session.sample_rate,
                 audio_chunk_duration_ms=self.settings.audio_chunk_duration_ms,
                 inference_batch_size=self.session.batch_size,
@@ -342,6 +356,7 @@ class _Connection:
             lipsync_service="connected" if self.client.connected else "unavailable",
             next_frame_index=s.next_frame_index,
             push_frames=self.push_frames,
+            binary_frames=self.binary_frames,
         )
 
 
