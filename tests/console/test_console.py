@@ -122,6 +122,8 @@ def test_say_text_moves_the_mouth_in_sync_then_returns_to_idle(console):
 
     assert_in_sync(console)
     assert console.messages == []
+    # the mouths came as binary frames, not base64 JSON
+    assert console.stats()["binaryFrames"] >= len(shots)
 
 
 def test_switching_the_model_in_the_dropdown_switches_the_mouths(console):

@@ -3,12 +3,15 @@
 // One connection is one session on the server: a fresh connection starts a fresh timeline, so
 // the app resets its playback clock on every `open`. Server messages are re-dispatched as DOM
 // events named after their `type` (`current_frame`, `stats`, `model_changed`, ...), with the
-// parsed message as `event.detail`.
+// parsed message as `event.detail`. Frames come as binary messages (`binary_frames`): their
+// `current_frame` event carries the header's fields and `jpeg`, the image's bytes.
 
 const BACKOFF_MS = [250, 500, 1000, 2000, 4000];
 const MAX_BACKOFF_MS = 5000;
 const PONG_TIMEOUT_MS = 6000; // a connection that stops answering pings is treated as dead
 const MAX_BUFFERED_BYTES = 2 * 1024 * 1024; // audio is dropped, not queued, past this backlog
+const FRAME_MAGIC = 'LSF1'; // a binary frame: magic, uint32 LE header length, JSON header, JPEG
+const utf8 = new TextDecoder();
 
 export class FrameClient extends EventTarget {
   constructor(url, { statsIntervalMs = 1000, pingIntervalMs = 2000, audioSampleRate = null } = {}) {
@@ -24,6 +27,7 @@ export class FrameClient extends EventTarget {
     this.rttMs = null;
     this.sessionsOpened = 0;
     this.bytesDropped = 0;
+    this.binaryFrames = 0; // frames that came as binary messages
     this.ws = null;
     this._timers = [];
     this._retryTimer = null;
@@ -88,17 +92,22 @@ export class FrameClient extends EventTarget {
       this.sessionsOpened += 1;
       this._lastPong = performance.now();
       this._setState('open');
-      const configure = { type: 'configure', push_frames: true };
+      const configure = { type: 'configure', push_frames: true, binary_frames: true };
       if (this.audioSampleRate) configure.audio_sample_rate = this.audioSampleRate;
       ws.send(JSON.stringify(configure));
       this.dispatchEvent(new CustomEvent('open', { detail: { session: this.sessionsOpened } }));
       this._startTimers();
     };
     ws.onmessage = (event) => {
-      if (this.ws !== ws || typeof event.data !== 'string') return;
+      if (this.ws !== ws) return;
       let message;
       try {
-        message = JSON.parse(event.data);
+        if (typeof event.data === 'string') {
+          message = JSON.parse(event.data);
+        } else {
+          message = parseFrame(event.data);
+          this.binaryFrames += 1;
+        }
       } catch {
         return;
       }
@@ -156,4 +165,15 @@ export class FrameClient extends EventTarget {
     this.state = state;
     this.dispatchEvent(new CustomEvent('state', { detail: { state } }));
   }
+}
+
+/** A binary frame (docs/frame-protocol.md, "Binary frames") as a `current_frame` message. */
+export function parseFrame(buffer) {
+  const bytes = new Uint8Array(buffer);
+  if (utf8.decode(bytes.subarray(0, 4)) !== FRAME_MAGIC || bytes.length < 8) {
+    throw new Error('not a binary frame');
+  }
+  const size = new DataView(buffer).getUint32(4, true);
+  const header = JSON.parse(utf8.decode(bytes.subarray(8, 8 + size)));
+  return { ...header, jpeg: bytes.subarray(8 + size) };
 }

@@ -46,9 +46,11 @@ export class FramePainter {
     this.drawnRecord = null; // repaint the mouth in the new mode
   }
 
-  /** A `current_frame` message: queue its mouth with the playback clock and decode it. */
+  /** A `current_frame` message (a binary frame's `jpeg`, or base64 `frame_data`): queue its
+   * mouth with the playback clock and decode it. */
   receive(message, serverModel) {
-    if (!message.frame_data || message.idle || message.frame_index == null) return;
+    const jpeg = message.jpeg ?? (message.frame_data ? decodeBase64(message.frame_data) : null);
+    if (!jpeg || message.idle || message.frame_index == null) return;
     const record = {
       index: message.frame_index,
       frameId: message.frame_id ?? message.frame_index,
@@ -63,7 +65,7 @@ export class FramePainter {
     // Decoded at the size it is pasted at on that model's canvas, so painting does not rescale it.
     const box = model ? FaceCompositor.box(record.bounds, model.scale, model.width, model.height) : null;
     const options = box ? { resizeWidth: box.w, resizeHeight: box.h, resizeQuality: 'high' } : {};
-    createImageBitmap(new Blob([decodeBase64(message.frame_data)], { type: 'image/jpeg' }), options)
+    createImageBitmap(new Blob([jpeg], { type: 'image/jpeg' }), options)
       .then((bitmap) => {
         record.mouth = bitmap;
         record.ready = true;

@@ -392,6 +392,7 @@ class ConsoleApp {
       counters: { ...this.avSync.counters, frameDecodeErrors: p.frameDecodeErrors },
       audioChunksSent: this.stream?.chunksSent ?? 0,
       audioChunksDropped: this.stream?.chunksDropped ?? 0,
+      binaryFrames: this.client?.binaryFrames ?? 0,
       rttMs: this.client?.rttMs ?? null,
       decodeMs: p.displayModel?.decodeMs ?? null,
       decodeTimes: { ...this.videos.decodeTimes },
