@@ -13,9 +13,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from testkit.astronaut import ASTRONAUT_POINTS, astronaut_portrait
 
 from lipstream.audio.files import write_wav
 from lipstream.audio.pcm import AudioChunk
+from lipstream.avatar.face_rig import FaceRig
 from lipstream.geometry import CropBox, crop_frame
 from lipstream.video import Mp4Writer
 
@@ -171,3 +173,16 @@ def make_fake_dataset() -> Callable[..., FakeDataset]:
 def measure_opening() -> Callable[[np.ndarray], float | None]:
     """A mouth-opening measure for full-body frames of the fake dataset."""
     return dark_mouth_height
+
+
+@pytest.fixture(scope="module")
+def portrait() -> np.ndarray:
+    """The astronaut portrait the photo tests animate."""
+    pytest.importorskip("skimage.data")
+    return astronaut_portrait()
+
+
+@pytest.fixture(scope="module")
+def rig(portrait: np.ndarray) -> FaceRig:
+    """The astronaut's face rig."""
+    return FaceRig.build(portrait, ASTRONAUT_POINTS)

@@ -5,23 +5,13 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-from testkit.astronaut import ASTRONAUT_POINTS, EYES, MOUTH, astronaut_portrait
+from testkit.astronaut import ASTRONAUT_POINTS, EYES, MOUTH
 
 from lipstream.avatar.face_rig import FaceRig, Pose
 from lipstream.avatar.landmarks import mouth_opening
 from lipstream.errors import InvalidInput
 
 pytest.importorskip("skimage.data")
-
-
-@pytest.fixture(scope="module")
-def portrait() -> np.ndarray:
-    return astronaut_portrait()
-
-
-@pytest.fixture(scope="module")
-def rig(portrait: np.ndarray) -> FaceRig:
-    return FaceRig.build(portrait, ASTRONAUT_POINTS)
 
 
 def outside(rig: FaceRig, shape: tuple[int, ...]) -> np.ndarray:

@@ -4,23 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from testkit.astronaut import ASTRONAUT_POINTS, EYES, astronaut_portrait
+from testkit.astronaut import EYES
 
 from lipstream.audio.timeline import FPS
 from lipstream.avatar.face_rig import FaceRig, Pose
 from lipstream.avatar.idle_motion import idle_motion
 
 pytest.importorskip("skimage.data")
-
-
-@pytest.fixture(scope="module")
-def portrait() -> np.ndarray:
-    return astronaut_portrait()
-
-
-@pytest.fixture(scope="module")
-def rig(portrait: np.ndarray) -> FaceRig:
-    return FaceRig.build(portrait, ASTRONAUT_POINTS)
 
 
 def test_blinks_close_the_eyes_every_few_seconds(rig: FaceRig, portrait: np.ndarray) -> None:
