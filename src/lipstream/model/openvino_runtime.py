@@ -106,7 +106,9 @@ class OpenVinoGenerator:
         )
         self.width = float(_meta(model, "lipstream.width", "nan"))
         threads = max(1, threads if threads is not None else (os.cpu_count() or 1))
-        common: dict[str, Any] = {"INFERENCE_NUM_THREADS": threads}
+        # not pinned to cores: the server shares them with its other work (and often a browser),
+        # and a pinned stream waits whenever anything else runs on its core
+        common: dict[str, Any] = {"INFERENCE_NUM_THREADS": threads, "ENABLE_CPU_PINNING": False}
         if precision == "bf16":
             common["INFERENCE_PRECISION_HINT"] = "bf16"
         # int8: int8 where the graph quantizes, and OpenVINO's default (bf16 where the CPU has
@@ -208,6 +210,7 @@ class OpenVinoAudioEncoder:
                 "INFERENCE_PRECISION_HINT": self.precision,
                 "PERFORMANCE_HINT": "LATENCY",
                 "INFERENCE_NUM_THREADS": threads,
+                "ENABLE_CPU_PINNING": False,
             },
         )
         self._request = self._compiled.create_infer_request()
