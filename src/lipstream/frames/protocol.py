@@ -220,9 +220,13 @@ def frame_reply(frame: MouthFrame | None, model_name: str | None) -> dict[str, A
             "frame_id": None,
             "idle": True,
         }
+    jpeg = base64.b64encode(frame.jpeg).decode("ascii")
+    return {"type": "current_frame", "frame_data": jpeg, **_frame_header(frame)}
+
+
+def _frame_header(frame: MouthFrame) -> dict[str, Any]:
+    """A finished frame's ``current_frame`` fields but ``type`` and ``frame_data``."""
     return {
-        "type": "current_frame",
-        "frame_data": base64.b64encode(frame.jpeg).decode("ascii"),
         "bounds": list(frame.bounds),
         "timestamp": round(frame.made_at, 3),
         "model_name": frame.model_name,
@@ -244,9 +248,7 @@ def binary_frame(frame: MouthFrame) -> bytes:
     the ``current_frame`` fields but ``frame_data``), then the JPEG itself: no base64, no JSON
     escaping of the image.
     """
-    header = frame_reply(frame, frame.model_name)
-    del header["frame_data"]
-    head = json.dumps(header, separators=(",", ":")).encode()
+    head = dumps({"type": "current_frame", **_frame_header(frame)}).encode()
     return b"".join((BINARY_FRAME_MAGIC, len(head).to_bytes(4, "little"), head, frame.jpeg))
 
 

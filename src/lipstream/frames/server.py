@@ -96,9 +96,7 @@ class _Connection:
             with contextlib.suppress(ConnectionClosed):
                 await self.ws.send(proto.binary_frame(frame))
             return
-        model = (
-            frame.model_name if frame else self.session.model.name if self.session.model else None
-        )
+        model = self.session.model.name if self.session.model else None  # for the idle answer
         await self.send(proto.frame_reply(frame, model))
 
     async def send_error(
