@@ -19,6 +19,11 @@ from lipstream.errors import InvalidInput
 _PORT = Field(ge=0, le=65535)  # 0: any free port (tests)
 
 
+# The runtimes a user may ask for (RUNTIME); "auto" takes the fastest the package and machine
+# allow (lipstream.model.engine.resolve_runtime).
+RUNTIME_CHOICES = ("auto", "openvino-int8", "openvino-bf16", "onnx-int8", "onnx-fp32", "torch")
+
+
 class Settings(BaseSettings):
     """One frozen settings object per process; see docs/configuration.md for every variable."""
 
@@ -51,7 +56,7 @@ class Settings(BaseSettings):
 
     # Models
     models_dir: Path = Path("models")
-    runtime: str = "auto"  # auto or one of model.engine.RUNTIME_CHOICES
+    runtime: str = "auto"  # one of RUNTIME_CHOICES
     device: str = "auto"  # auto, cpu, cuda
     batch_window_ms: float = Field(2.0, ge=0.0, le=100.0)
     max_batch_frames: int = Field(32, ge=1, le=512)
@@ -80,8 +85,6 @@ class Settings(BaseSettings):
     @field_validator("runtime")
     @classmethod
     def _check_runtime(cls, value: str) -> str:
-        from lipstream.model.engine import RUNTIME_CHOICES
-
         if value not in RUNTIME_CHOICES:
             raise ValueError(f"choose one of {', '.join(RUNTIME_CHOICES)}")
         return value

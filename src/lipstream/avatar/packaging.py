@@ -40,7 +40,6 @@ def write_package(
     measure_opening: OpeningMeasure | None = None,
     final_loss: float = float("nan"),
     avatar_frames: str | Path | None = None,
-    float16: bool = False,
 ) -> tuple[ModelPackage, dict[str, float]]:
     """Evaluate on the held-out frames and write the package: the avatar's frames, speech,
     both networks' weights (PyTorch), the metrics and where it all came from.
@@ -84,8 +83,8 @@ def write_package(
         # some of the avatar's speech, for int8 calibration: enough for it, small to ship
         calibration = data.speech.samples[: CALIBRATION_SECONDS * data.speech.sample_rate]
         writer.add_speech(AudioChunk(calibration, data.speech.sample_rate))
-        writer.add_weights("pytorch.generator", trainer.generator.state_dict(), float16=float16)
-        writer.add_weights("pytorch.audio_encoder", trainer.encoder.state_dict(), float16=float16)
+        writer.add_weights("pytorch.generator", trainer.generator.state_dict())
+        writer.add_weights("pytorch.audio_encoder", trainer.encoder.state_dict())
         source = {
             "kind": "lipstream-train",
             "dataset": str(data.path),

@@ -28,9 +28,8 @@ from lipstream.model.runtime import (
     TorchGenerator,
     onnx_providers,
 )
+from lipstream.settings import RUNTIME_CHOICES  # what a user may ask for
 
-# What a user may ask for; "auto" takes the fastest the package holds for the device.
-RUNTIME_CHOICES = ("auto", "openvino-int8", "openvino-bf16", "onnx-int8", "onnx-fp32", "torch")
 _WEIGHTS = {
     "openvino-int8": ("onnx.generator_int8", "onnx.audio_encoder"),
     "openvino-bf16": ("onnx.generator_fp32", "onnx.audio_encoder"),

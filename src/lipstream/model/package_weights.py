@@ -31,7 +31,7 @@ WEIGHT_SUFFIX: Mapping[str, str] = MappingProxyType({"pytorch": ".safetensors", 
 
 # The generator key whose first dimension is 32 channels scaled by the width
 # (GeneratorConfig.channels: max(4, round(32 * width))); used to check generator.width.
-_WIDTH_PROBE = "inc.inconv.0.conv.6.weight"
+WIDTH_PROBE = "inc.inconv.0.conv.6.weight"
 
 
 def weight_filename(key: str) -> str:
@@ -163,13 +163,13 @@ def check_weights(reader: ManifestReader, root: Path, width: Any) -> dict[str, P
 def _check_generator_width(
     reader: ManifestReader, key: str, header: dict[str, Any], width: float
 ) -> None:
-    if _WIDTH_PROBE not in header:
-        reader.problems.append(f"weights.{key}: not a generator (it has no '{_WIDTH_PROBE}')")
+    if WIDTH_PROBE not in header:
+        reader.problems.append(f"weights.{key}: not a generator (it has no '{WIDTH_PROBE}')")
         return
     expected = max(4, round(32 * width))
-    got = header[_WIDTH_PROBE]["shape"][0] if header[_WIDTH_PROBE]["shape"] else None
+    got = header[WIDTH_PROBE]["shape"][0] if header[WIDTH_PROBE]["shape"] else None
     if got != expected:
         reader.problems.append(
-            f"weights.{key}: generator has {got} input channels in '{_WIDTH_PROBE}', "
+            f"weights.{key}: generator has {got} input channels in '{WIDTH_PROBE}', "
             f"but generator.width {width:g} needs {expected}"
         )

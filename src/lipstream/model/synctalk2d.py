@@ -11,16 +11,16 @@ from lipstream.errors import CheckpointError
 from lipstream.model.audio_encoder import AudioEncoder
 from lipstream.model.checkpoint import load_strict, read_state_dict
 from lipstream.model.network import Generator, GeneratorConfig
+from lipstream.model.package_weights import WIDTH_PROBE  # [32*width, 12, 1, 1]
 
 _ENCODER_PREFIX = "audio_encoder."
-_WIDTH_PROBE = "inc.inconv.0.conv.6.weight"  # [32*width, 12, 1, 1]
 
 
 def generator_width(state: dict) -> float:
     """The width multiplier a generator state_dict was trained at."""
-    if _WIDTH_PROBE not in state:
-        raise CheckpointError(f"not a generator checkpoint: it has no '{_WIDTH_PROBE}' key")
-    return int(state[_WIDTH_PROBE].shape[0]) / 32.0
+    if WIDTH_PROBE not in state:
+        raise CheckpointError(f"not a generator checkpoint: it has no '{WIDTH_PROBE}' key")
+    return int(state[WIDTH_PROBE].shape[0]) / 32.0
 
 
 def generator_from_state(state: Mapping[str, torch.Tensor], source: str) -> Generator:

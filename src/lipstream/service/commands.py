@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lipstream.model.engine import RUNTIME_CHOICES
+from lipstream.settings import RUNTIME_CHOICES
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
