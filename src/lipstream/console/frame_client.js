@@ -10,7 +10,7 @@ const BACKOFF_MS = [250, 500, 1000, 2000, 4000];
 const MAX_BACKOFF_MS = 5000;
 const PONG_TIMEOUT_MS = 6000; // a connection that stops answering pings is treated as dead
 const MAX_BUFFERED_BYTES = 2 * 1024 * 1024; // audio is dropped, not queued, past this backlog
-const FRAME_MAGIC = 'LSF1'; // a binary frame: magic, uint32 LE header length, JSON header, JPEG
+const FRAME_MAGIC = 0x4c534631; // 'LSF1' read big-endian: a binary frame's first four bytes
 const utf8 = new TextDecoder();
 
 export class FrameClient extends EventTarget {
@@ -169,11 +169,11 @@ export class FrameClient extends EventTarget {
 
 /** A binary frame (docs/frame-protocol.md, "Binary frames") as a `current_frame` message. */
 export function parseFrame(buffer) {
+  // magic, uint32 LE header length, JSON header, JPEG
+  const view = new DataView(buffer);
+  if (view.byteLength < 8 || view.getUint32(0) !== FRAME_MAGIC) throw new Error('not a binary frame');
   const bytes = new Uint8Array(buffer);
-  if (utf8.decode(bytes.subarray(0, 4)) !== FRAME_MAGIC || bytes.length < 8) {
-    throw new Error('not a binary frame');
-  }
-  const size = new DataView(buffer).getUint32(4, true);
+  const size = view.getUint32(4, true);
   const header = JSON.parse(utf8.decode(bytes.subarray(8, 8 + size)));
   return { ...header, jpeg: bytes.subarray(8 + size) };
 }

@@ -12,12 +12,11 @@ import { ModelVideoManager } from './model_video_manager.js';
 import { OpenAIRealtimeSource } from './openai_realtime_source.js';
 import { SourcePanels } from './source_panels.js';
 import { SpeechStream } from './speech_stream.js';
-import { StatusPanel, fmt } from './status_panel.js';
+import { $, StatusPanel, fmt } from './status_panel.js';
 
 const WEB_CHECK_MS = 5000;
 const STATS_UI_MS = 250;
 
-const $ = (id) => document.getElementById(id);
 
 class ConsoleApp {
   constructor() {

@@ -1,9 +1,9 @@
 // The source tabs and their panels: switching tabs, each source's start and stop buttons, the
 // file picker and drop zone, and what each panel says about its source.
 
-const TABS = ['openai', 'mic', 'file', 'text'];
+import { $ } from './status_panel.js';
 
-const $ = (id) => document.getElementById(id);
+const TABS = ['openai', 'mic', 'file', 'text'];
 
 export class SourcePanels {
   /**

@@ -6,7 +6,7 @@
 const AV_TOLERANCE_MS = 45; // audio ahead of video is noticed from about 45 ms (ITU-R BT.1359)
 const LOG_LINES = 40;
 
-const $ = (id) => document.getElementById(id);
+export const $ = (id) => document.getElementById(id);
 
 export class StatusPanel {
   /** `app`: the ConsoleApp whose state this panel shows. */
