@@ -29,6 +29,7 @@ import cv2
 import dlib
 import numpy as np
 
+from lipstream.avatar.face_layout import EYE_A, EYE_B, INNER_PAIRS
 from lipstream.errors import InvalidInput
 
 if importlib.util.find_spec("face_recognition_models") is None:
@@ -37,10 +38,6 @@ if importlib.util.find_spec("face_recognition_models") is None:
     )
 
 POINTS = 68
-MOUTH_INNER_PAIRS = ((61, 67), (62, 66), (63, 65))
-"""Upper/lower inner-lip point pairs whose gaps measure how far the mouth is open."""
-RIGHT_EYE = slice(36, 42)
-LEFT_EYE = slice(42, 48)
 
 _PREDICTOR_FILE = "shape_predictor_68_face_landmarks.dat"
 # dlib's HOG detector scans an 80x80 window; faces somewhat larger than that score best.
@@ -262,8 +259,8 @@ def mouth_opening(points: np.ndarray) -> float:
     pts = np.asarray(points, dtype=np.float64)
     if pts.shape != (POINTS, 2):
         raise InvalidInput(f"points must be the 68 face landmarks [68, 2], got {pts.shape}")
-    gap = np.mean([np.linalg.norm(pts[a] - pts[b]) for a, b in MOUTH_INNER_PAIRS])
-    eyes = np.linalg.norm(pts[RIGHT_EYE].mean(axis=0) - pts[LEFT_EYE].mean(axis=0))
+    gap = np.mean([np.linalg.norm(pts[a] - pts[b]) for a, b in INNER_PAIRS])  # how far open
+    eyes = np.linalg.norm(pts[EYE_A].mean(axis=0) - pts[EYE_B].mean(axis=0))
     if not eyes > 0:
         raise InvalidInput("points give zero distance between the eyes; they are not a face")
     return float(gap / eyes)
