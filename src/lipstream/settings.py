@@ -62,6 +62,7 @@ class Settings(BaseSettings):
     max_batch_frames: int = Field(32, ge=1, le=512)
     max_queued_frames: int = Field(400, ge=1, le=100000)
     grpc_deadline_ms: int = Field(5000, ge=50, le=600000)
+    grpc_streaming: bool = True  # frame generator: StreamLipSync (audio sent once), else unary
 
     # Web server
     cors_allow_origins: Annotated[tuple[str, ...], NoDecode] = ()

@@ -174,3 +174,49 @@ def test_bad_input_is_refused_with_the_reason(stub_encode):
     broken = StreamingFeatureExtractor(lambda w: np.zeros((len(w), 256), np.float32))
     with pytest.raises(InvalidInput, match=r"returned shape \(\d+, 256\).*expected"):
         broken.push(np.zeros(8000, np.int16))
+
+
+@pytest.mark.parametrize("frame", [0, 1, 5, 9, 10, 11, 12, 13, 14, 37, 80])
+def test_a_stream_resumed_from_a_piece_continues_with_the_same_frames(
+    speech, stub_encode, offline_stub, frame
+):
+    start = max(tl.first_sample_needed(frame), 0)
+    extractor = StreamingFeatureExtractor(stub_encode)
+    # the piece a frame needs, then the rest of the stream in odd chunks
+    piece_end = min(samples_needed(frame) + 333, len(speech))
+    frames = extractor.resume(frame, speech[start:piece_end], start)
+    rest, _ = _stream_from(extractor, speech[piece_end:], [777, 1, 2048])
+    frames += rest
+    assert [f.frame_index for f in frames] == list(range(frame, len(offline_stub)))
+    np.testing.assert_allclose(
+        np.stack([f.features for f in frames]), offline_stub[frame:], rtol=1e-5, atol=1e-5
+    )
+
+
+def test_a_resumed_stream_may_start_earlier_than_needed(speech, stub_encode, offline_stub):
+    extractor = StreamingFeatureExtractor(stub_encode)
+    frames = extractor.resume(40, speech[1000:], 1000) + extractor.flush()
+    assert frames[0].frame_index == 40
+    np.testing.assert_allclose(
+        np.stack([f.features for f in frames]), offline_stub[40:], rtol=1e-5, atol=1e-5
+    )
+
+
+def test_resume_refuses_audio_that_starts_too_late(speech, stub_encode):
+    extractor = StreamingFeatureExtractor(stub_encode)
+    oldest = tl.first_sample_needed(40)
+    with pytest.raises(InvalidInput, match=f"frame 40 reads the stream from sample {oldest}"):
+        extractor.resume(40, speech[oldest + 1 :], oldest + 1)
+    with pytest.raises(InvalidInput, match="ends at sample"):
+        extractor.resume(40, speech[oldest : oldest + 10], oldest - 100)
+    with pytest.raises(InvalidInput, match="16000 Hz"):
+        StreamingFeatureExtractor(stub_encode, sample_rate=24000).resume(0, speech, 0)
+
+
+def _stream_from(extractor, x, sizes):
+    frames, i, c = [], 0, 0
+    while i < len(x):
+        n = sizes[c % len(sizes)]
+        frames += extractor.push(x[i : i + n])
+        i, c = i + n, c + 1
+    return frames + extractor.flush(), None

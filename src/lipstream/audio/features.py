@@ -175,6 +175,41 @@ class StreamingFeatureExtractor:
         self._next_window = 0
         self._next_frame = 0
 
+    def resume(self, frame: int, audio: np.ndarray, start_sample: int) -> list[FeatureFrame]:
+        """Continue a stream at ``frame`` from a piece of it; return the frames now ready.
+
+        ``audio`` (16 kHz, int16 or float) holds the stream's samples from ``start_sample`` on,
+        which must reach back to what ``frame`` reads (``timeline.first_sample_needed``, or the
+        stream start). The frames emitted from ``frame`` on equal those of the whole stream, so
+        a stream moved to another extractor (another model, another service instance)
+        continues where it was.
+        """
+        if self._resampler:
+            raise InvalidInput("resume takes 16000 Hz audio: make the extractor at 16000 Hz")
+        oldest = max(tl.first_sample_needed(frame), 0) if frame >= 0 else -1
+        if frame < 0 or not 0 <= start_sample <= oldest:
+            raise InvalidInput(
+                f"frame {frame} reads the stream from sample {oldest} on: the audio must start "
+                f"at a sample from 0 to that one, not at {start_sample}"
+            )
+        x = as_float_samples(audio)
+        self.reset()
+        first_window = max(frame - tl.ROWS_BEFORE - 1, 0)
+        first_mel = tl.encoder_window_start(first_window)
+        first_sample = max(tl.MEL_HOP * first_mel - tl.MEL_HALF_WINDOW, 0)  # mel's first sample
+        if len(x) < first_sample - start_sample:
+            raise InvalidInput(
+                f"frame {frame} reads the stream from sample {first_sample} on, but the audio "
+                f"given ends at sample {start_sample + len(x)}"
+            )
+        previous = x[first_sample - start_sample - 1] if first_sample > start_sample else 0.0
+        self._mel.reset(first_mel, previous)
+        self._mel_first = first_mel
+        self._encoded_first = self._next_window = first_window
+        self._next_frame = frame
+        self._samples = start_sample + len(x)
+        return self._feed(x[first_sample - start_sample :], last_frame=None)
+
     def push(self, audio: AudioChunk | np.ndarray) -> list[FeatureFrame]:
         """Feed audio (int16 PCM or float in [-1, 1], at ``sample_rate``); return ready frames."""
         if isinstance(audio, AudioChunk) and audio.sample_rate != self.sample_rate:

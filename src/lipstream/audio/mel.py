@@ -136,12 +136,21 @@ class StreamingMel:
     def __init__(self) -> None:
         self.reset()
 
-    def reset(self) -> None:
-        """Start a new stream at sample 0, mel frame 0."""
-        self._previous = 0.0
-        self._buf = np.zeros(PAD)  # pre-emphasised, padded samples from padded index 200*next
-        self.next_frame = 0
-        self.samples_received = 0
+    def reset(self, first_frame: int = 0, previous: float = 0.0) -> None:
+        """Start a new stream at sample 0, mel frame 0; or continue one from mel frame ``m``.
+
+        With ``first_frame`` m > 0 the stream's older samples are not given: the next sample
+        pushed is sample ``max(200m - 400, 0)``, ``previous`` is the sample before it (for
+        pre-emphasis), and the first frame computed is frame m, equal to that of the whole
+        stream.
+        """
+        if first_frame < 0:
+            raise InvalidInput(f"mel frames count from 0, got first_frame={first_frame}")
+        self._previous = float(previous) if HOP * first_frame > PAD else 0.0
+        # pre-emphasised, padded samples from padded index 200*next (zeros before sample 0)
+        self._buf = np.zeros(max(PAD - HOP * first_frame, 0))
+        self.next_frame = first_frame
+        self.samples_received = max(HOP * first_frame - PAD, 0)  # the next sample's index
 
     @property
     def held_bytes(self) -> int:

@@ -8,6 +8,7 @@ session can say so and try again.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Sequence
 
@@ -20,11 +21,20 @@ from lipstream.errors import (
     Overloaded,
     ServiceUnavailable,
 )
+from lipstream.frames.lipsync_stream import LipSyncStream
 from lipstream.frames.session import InferenceJob, SessionModel
 from lipstream.service import lipsync_pb2 as pb
 from lipstream.service import lipsync_pb2_grpc as pb_grpc
 
+# gRPC's own balancing over every address the target resolves to (``ipv4:a:p,b:p``,
+# ``dns:///name:port``): round robin over the instances whose standard health service says
+# SERVING, so one that is loading or gone is skipped, and one that recovers rejoins.
+SERVICE_CONFIG = {
+    "loadBalancingConfig": [{"round_robin": {}}],
+    "healthCheckConfig": {"serviceName": "lipsync.LipSyncService"},
+}
 _CHANNEL_OPTIONS = [
+    ("grpc.service_config", json.dumps(SERVICE_CONFIG)),
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
     ("grpc.max_send_message_length", 16 * 1024 * 1024),
     ("grpc.initial_reconnect_backoff_ms", 100),
@@ -36,7 +46,11 @@ _MODELS_TTL_S = 5.0
 
 
 def _map_error(exc: grpc.aio.AioRpcError, what: str) -> LipstreamError:
-    code, details = exc.code(), exc.details() or ""
+    return map_status(exc.code(), exc.details() or "", what)
+
+
+def map_status(code: grpc.StatusCode, details: str, what: str) -> LipstreamError:
+    """The lipstream error a call's status stands for (``what``: the call, for the message)."""
     if code == grpc.StatusCode.NOT_FOUND:
         return ModelNotFound(details)
     if code == grpc.StatusCode.INVALID_ARGUMENT:
@@ -63,6 +77,15 @@ class LipSyncClient:
 
     async def close(self) -> None:
         await self._channel.close()
+
+    def open_stream(self, session_id: str) -> LipSyncStream:
+        """A ``StreamLipSync`` stream for one session (its call opens with the first job)."""
+        return LipSyncStream(
+            self._stub, session_id, self.deadline_s, map_status, self._set_connected
+        )
+
+    def _set_connected(self, connected: bool) -> None:
+        self.connected = connected
 
     async def models(self, refresh: bool = False) -> dict[str, SessionModel]:
         """The service's models by name (cached for a few seconds)."""

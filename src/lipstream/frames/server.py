@@ -68,6 +68,8 @@ class _Connection:
             audio_buffer_ms=self.settings.audio_buffer_size,
             shared_timings=generator.timings,
         )
+        # audio goes to the lip-sync service once, on one stream (or in each unary request)
+        self.stream = self.client.open_stream(self.id) if self.settings.grpc_streaming else None
         self.push_frames = False
         self.binary_frames = False
         self.wake = asyncio.Event()
@@ -117,6 +119,15 @@ class _Connection:
                 raise _Closing
         except* _Closing:
             pass
+        finally:
+            if self.stream is not None:
+                await self.stream.close()
+
+    def _make(self, job: InferenceJob) -> Awaitable[list[tuple[bytes, Any]] | None]:
+        """One try at the job's mouths from the lip-sync service (None: interrupted)."""
+        if self.stream is not None:
+            return self.stream.generate(job)
+        return self.client.generate(job, self.id)
 
     async def _while_unreachable(
         self, call: Callable[[], Awaitable[T]], wanted: Callable[[], bool]
@@ -178,7 +189,7 @@ class _Connection:
     async def _run_job(self, job: InferenceJob) -> None:
         try:
             mouths = await self._while_unreachable(
-                lambda: self.client.generate(job, self.id),
+                lambda: self._make(job),
                 lambda: self.session.is_in_flight(job),  # False once interrupted
             )
         except (InvalidInput, Overloaded, ModelNotFound) as exc:
@@ -275,6 +286,8 @@ class _Connection:
 
     async def _on_interrupt(self, message: proto.Interrupt) -> None:
         dropped, dropped_ms = self.session.interrupt()
+        if self.stream is not None:
+            await self.stream.interrupt()
         await self.send(proto.interrupted_reply(dropped, dropped_ms, self.session.next_frame_index))
 
     async def _on_ping(self, message: proto.Ping) -> None:

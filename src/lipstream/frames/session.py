@@ -47,11 +47,13 @@ class InferenceJob:
     job_id: int
     model_name: str
     frame_ids: tuple[int, ...]  # avatar frames to draw on
+    utterance: int  # the session's number for the utterance (from 1)
     timeline_first_frame: int  # session frame index of the first frame
     utterance_first_frame: int  # the same frame counted from its utterance's start
     audio: AudioChunk  # 16 kHz audio of the utterance from utterance sample audio_start_sample
     audio_start_sample: int
     audio_ready_at: tuple[float, ...]  # monotonic time the audio completing each frame arrived
+    utterance_samples: int | None = None  # the utterance's length (16 kHz), once it has ended
     planned_at: float = 0.0  # monotonic time the job was handed out
 
     @property
@@ -72,9 +74,13 @@ class MouthFrame:
     latency_ms: float  # from the arrival of its audio to being ready
 
 
+_utterance_numbers = itertools.count(1)
+
+
 @dataclass
 class _Utterance:
     start_frame: int  # session frame index of its first frame
+    number: int = field(default_factory=lambda: next(_utterance_numbers))
     samples: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     first_sample: int = 0  # utterance index of samples[0]
     received: int = 0  # 16 kHz samples received so far
@@ -286,6 +292,7 @@ class Session:
         job = InferenceJob(
             job_id=next(self._job_ids),
             model_name=model.name,
+            utterance=utt.number,
             frame_ids=tuple(
                 pingpong_frame_id(timeline_first + i, model.frame_count) for i in range(count)
             ),
@@ -294,6 +301,7 @@ class Session:
             audio=AudioChunk(float_to_pcm16(audio), tl.SAMPLE_RATE),
             audio_start_sample=start,
             audio_ready_at=ready_at,
+            utterance_samples=utt.received if utt.ended else None,
             planned_at=self._clock(),
         )
         utt.next_frame = last + 1

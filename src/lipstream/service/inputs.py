@@ -62,29 +62,8 @@ class FrameRequest:
         ``audio_sample_rate`` is 0. Raises InvalidInput naming the field and what is accepted.
         """
         name: str = request.model_name
-        ids = tuple(int(i) for i in request.frame_ids)
-        if not ids:
-            raise InvalidInput(
-                f"frame_ids is empty: list the avatar frames to draw, 0..{frame_count - 1}"
-            )
-        if len(ids) > MAX_FRAMES_PER_REQUEST:
-            raise InvalidInput(
-                f"frame_ids holds {len(ids)} frames; at most {MAX_FRAMES_PER_REQUEST} are "
-                "accepted per request (split the request)"
-            )
-        for i, frame_id in enumerate(ids):
-            if not 0 <= frame_id < frame_count:
-                raise InvalidInput(
-                    f"frame_ids[{i}] = {frame_id} is out of range: model {name} has avatar "
-                    f"frames 0..{frame_count - 1}"
-                )
+        ids = check_frames(name, request.frame_ids, request.first_frame_index, frame_count)
         first: int = request.first_frame_index
-        if first < 0:
-            raise InvalidInput(f"first_frame_index must be 0 or more, got {first}")
-        if first + len(ids) - 1 > _INT32_MAX:
-            raise InvalidInput(
-                f"first_frame_index {first} is too large: frame indices must stay below 2^31"
-            )
         start: int = request.audio_start_sample
         if start < 0:
             raise InvalidInput(f"audio_start_sample must be 0 or more, got {start}")
@@ -151,6 +130,39 @@ class FrameRequest:
             len(self.frame_ids),
             encode,
         )
+
+
+def check_frames(
+    model_name: str, frame_ids, first_frame_index: int, frame_count: int
+) -> tuple[int, ...]:
+    """The avatar frames of a request, checked against a model of ``frame_count`` frames.
+
+    Raises InvalidInput naming the field and what is accepted.
+    """
+    ids = tuple(int(i) for i in frame_ids)
+    if not ids:
+        raise InvalidInput(
+            f"frame_ids is empty: list the avatar frames to draw, 0..{frame_count - 1}"
+        )
+    if len(ids) > MAX_FRAMES_PER_REQUEST:
+        raise InvalidInput(
+            f"frame_ids holds {len(ids)} frames; at most {MAX_FRAMES_PER_REQUEST} are "
+            "accepted per request (split the request)"
+        )
+    for i, frame_id in enumerate(ids):
+        if not 0 <= frame_id < frame_count:
+            raise InvalidInput(
+                f"frame_ids[{i}] = {frame_id} is out of range: model {model_name} has avatar "
+                f"frames 0..{frame_count - 1}"
+            )
+    if first_frame_index < 0:
+        raise InvalidInput(f"first_frame_index must be 0 or more, got {first_frame_index}")
+    if first_frame_index + len(ids) - 1 > _INT32_MAX:
+        raise InvalidInput(
+            f"first_frame_index {first_frame_index} is too large: frame indices must stay "
+            "below 2^31"
+        )
+    return ids
 
 
 def decode_audio(audio: bytes | str, sample_rate: int, field: str) -> np.ndarray:

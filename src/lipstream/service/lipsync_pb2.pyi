@@ -125,3 +125,59 @@ class ModelInfo(_message.Message):
     generator_width: float
     feature_sample_rate: int
     def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., fps: _Optional[int] = ..., frame_count: _Optional[int] = ..., lookahead_ms: _Optional[float] = ..., lookahead_frames: _Optional[int] = ..., feature_window_frames: _Optional[int] = ..., feature_lookahead_frames: _Optional[int] = ..., video_width: _Optional[int] = ..., video_height: _Optional[int] = ..., runtime: _Optional[str] = ..., generator_width: _Optional[float] = ..., feature_sample_rate: _Optional[int] = ...) -> None: ...
+
+class StreamRequest(_message.Message):
+    __slots__ = ("audio", "frames", "interrupt")
+    AUDIO_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_FIELD_NUMBER: _ClassVar[int]
+    INTERRUPT_FIELD_NUMBER: _ClassVar[int]
+    audio: StreamAudio
+    frames: StreamFrames
+    interrupt: StreamInterrupt
+    def __init__(self, audio: _Optional[_Union[StreamAudio, _Mapping]] = ..., frames: _Optional[_Union[StreamFrames, _Mapping]] = ..., interrupt: _Optional[_Union[StreamInterrupt, _Mapping]] = ...) -> None: ...
+
+class StreamAudio(_message.Message):
+    __slots__ = ("utterance", "start_sample", "pcm", "total_samples")
+    UTTERANCE_FIELD_NUMBER: _ClassVar[int]
+    START_SAMPLE_FIELD_NUMBER: _ClassVar[int]
+    PCM_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    utterance: int
+    start_sample: int
+    pcm: bytes
+    total_samples: int
+    def __init__(self, utterance: _Optional[int] = ..., start_sample: _Optional[int] = ..., pcm: _Optional[bytes] = ..., total_samples: _Optional[int] = ...) -> None: ...
+
+class StreamFrames(_message.Message):
+    __slots__ = ("request_id", "model_name", "utterance", "first_frame_index", "frame_ids", "deadline_ms", "session_id")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    UTTERANCE_FIELD_NUMBER: _ClassVar[int]
+    FIRST_FRAME_INDEX_FIELD_NUMBER: _ClassVar[int]
+    FRAME_IDS_FIELD_NUMBER: _ClassVar[int]
+    DEADLINE_MS_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    request_id: int
+    model_name: str
+    utterance: int
+    first_frame_index: int
+    frame_ids: _containers.RepeatedScalarFieldContainer[int]
+    deadline_ms: int
+    session_id: str
+    def __init__(self, request_id: _Optional[int] = ..., model_name: _Optional[str] = ..., utterance: _Optional[int] = ..., first_frame_index: _Optional[int] = ..., frame_ids: _Optional[_Iterable[int]] = ..., deadline_ms: _Optional[int] = ..., session_id: _Optional[str] = ...) -> None: ...
+
+class StreamInterrupt(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class StreamResponse(_message.Message):
+    __slots__ = ("request_id", "frames", "error_code", "error")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_FIELD_NUMBER: _ClassVar[int]
+    ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    request_id: int
+    frames: BatchInferenceResponse
+    error_code: int
+    error: str
+    def __init__(self, request_id: _Optional[int] = ..., frames: _Optional[_Union[BatchInferenceResponse, _Mapping]] = ..., error_code: _Optional[int] = ..., error: _Optional[str] = ...) -> None: ...

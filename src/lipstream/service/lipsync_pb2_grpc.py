@@ -49,6 +49,11 @@ class LipSyncServiceStub:
                 request_serializer=lipstream_dot_service_dot_lipsync__pb2.ListModelsRequest.SerializeToString,
                 response_deserializer=lipstream_dot_service_dot_lipsync__pb2.ListModelsResponse.FromString,
                 _registered_method=True)
+        self.StreamLipSync = channel.stream_stream(
+                '/lipsync.LipSyncService/StreamLipSync',
+                request_serializer=lipstream_dot_service_dot_lipsync__pb2.StreamRequest.SerializeToString,
+                response_deserializer=lipstream_dot_service_dot_lipsync__pb2.StreamResponse.FromString,
+                _registered_method=True)
 
 
 class LipSyncServiceServicer:
@@ -75,6 +80,13 @@ class LipSyncServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StreamLipSync(self, request_iterator, context):
+        """One session's audio, sent once, and its frames: see StreamRequest.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LipSyncServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -92,6 +104,11 @@ def add_LipSyncServiceServicer_to_server(servicer, server):
                     servicer.ListModels,
                     request_deserializer=lipstream_dot_service_dot_lipsync__pb2.ListModelsRequest.FromString,
                     response_serializer=lipstream_dot_service_dot_lipsync__pb2.ListModelsResponse.SerializeToString,
+            ),
+            'StreamLipSync': grpc.stream_stream_rpc_method_handler(
+                    servicer.StreamLipSync,
+                    request_deserializer=lipstream_dot_service_dot_lipsync__pb2.StreamRequest.FromString,
+                    response_serializer=lipstream_dot_service_dot_lipsync__pb2.StreamResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -175,6 +192,33 @@ class LipSyncService:
             '/lipsync.LipSyncService/ListModels',
             lipstream_dot_service_dot_lipsync__pb2.ListModelsRequest.SerializeToString,
             lipstream_dot_service_dot_lipsync__pb2.ListModelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamLipSync(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/lipsync.LipSyncService/StreamLipSync',
+            lipstream_dot_service_dot_lipsync__pb2.StreamRequest.SerializeToString,
+            lipstream_dot_service_dot_lipsync__pb2.StreamResponse.FromString,
             options,
             channel_credentials,
             insecure,

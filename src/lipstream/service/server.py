@@ -13,7 +13,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TypeVar
@@ -35,9 +35,11 @@ from lipstream.lifecycle import serve_until_signalled
 from lipstream.logs import announce, configure_logging
 from lipstream.model.package import check_name
 from lipstream.service import lipsync_pb2, lipsync_pb2_grpc
-from lipstream.service.batcher import Batcher, DeadlineExceeded, Job
-from lipstream.service.inputs import FrameRequest, decode_audio
+from lipstream.service.batcher import Batcher, DeadlineExceeded, FrameResult, Job
+from lipstream.service.inputs import FrameRequest, check_frames, decode_audio
 from lipstream.service.registry import ModelInfo, ModelRegistry, ServedModel
+from lipstream.service.stream_rpc import serve_stream
+from lipstream.service.stream_state import AudioMissing, StreamState
 from lipstream.settings import Settings
 
 SERVICE_NAME = lipsync_pb2.DESCRIPTOR.services_by_name["LipSyncService"].full_name
@@ -50,6 +52,7 @@ _log = logging.getLogger(__name__)
 # Most specific first: the first class an error is an instance of gives its status.
 _STATUS: tuple[tuple[type[LipstreamError], grpc.StatusCode], ...] = (
     (DeadlineExceeded, grpc.StatusCode.DEADLINE_EXCEEDED),
+    (AudioMissing, grpc.StatusCode.OUT_OF_RANGE),
     (ModelNotFound, grpc.StatusCode.NOT_FOUND),
     (InvalidInput, grpc.StatusCode.INVALID_ARGUMENT),
     (Overloaded, grpc.StatusCode.RESOURCE_EXHAUSTED),
@@ -81,13 +84,14 @@ def model_info_message(info: ModelInfo) -> lipsync_pb2.ModelInfo:
 
 
 class LipSyncServicer(lipsync_pb2_grpc.LipSyncServiceServicer):
-    """The three RPCs of ``LipSyncService`` over a model registry and a batcher."""
+    """The RPCs of ``LipSyncService`` over a model registry and a batcher."""
 
     def __init__(self, settings: Settings, registry: ModelRegistry, batcher: Batcher) -> None:
         self.settings = settings
         self.registry = registry
         self.batcher = batcher
         self.ready = False  # set once the models of the models folder are loaded
+        self.streams_opened = 0
 
     async def GenerateBatchInference(
         self, request: lipsync_pb2.BatchInferenceRequest, context: grpc.aio.ServicerContext
@@ -122,48 +126,55 @@ class LipSyncServicer(lipsync_pb2_grpc.LipSyncServiceServicer):
             frame_count=loaded.info.frame_count,
             default_sample_rate=self.settings.audio_sample_rate,
         )
-        model = loaded.model
         remaining = context.time_remaining()
-        deadline = None if remaining is None else time.monotonic() + remaining
         job = Job(
-            generator=model.generator,
+            generator=loaded.model.generator,
             frame_ids=frames.frame_ids,
             features=partial(frames.features, loaded.encoder),
-            deadline=deadline,
+            deadline=None if remaining is None else time.monotonic() + remaining,
         )
         result = await self.batcher.submit(job)
-        bounds = model.package.bounds
-        processing_ms = round(result.compute_ms)
-        responses = [
-            lipsync_pb2.InferenceResponse(
-                success=True,
-                prediction_data=jpeg,
-                bounds=[float(v) for v in bounds[frame_id]],
-                processing_time_ms=processing_ms,
-                model_name=loaded.name,
-                frame_id=frame_id,
-                prediction_shape=PREDICTION_SHAPE,
-                frame_index=frames.first_frame_index + i,
+        return _frames_answer(
+            loaded, frames.frame_ids, frames.first_frame_index, result, received, frames.session_id
+        )
+
+    async def StreamLipSync(
+        self,
+        request_iterator: AsyncIterator[lipsync_pb2.StreamRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[lipsync_pb2.StreamResponse]:
+        self.streams_opened += 1
+        try:
+            self._require_ready()
+            async for response in serve_stream(request_iterator, self._stream_frames, status_code):
+                yield response
+        except LipstreamError as exc:
+            code = status_code(exc)
+            _log.log(
+                _LOG_LEVEL.get(code, logging.INFO), "StreamLipSync ended (%s): %s", code.name, exc
             )
-            for i, (frame_id, jpeg) in enumerate(zip(frames.frame_ids, result.jpegs, strict=True))
-        ]
-        total_ms = 1000.0 * (time.perf_counter() - received)
-        _log.debug(
-            "session %s: %d frames of %s from frame %d in %.1f ms (batch of %d, queued %.1f ms)",
-            frames.session_id or "-",
-            len(responses),
-            loaded.name,
-            frames.first_frame_index,
-            total_ms,
-            result.batch_frames,
-            result.queue_ms,
+            await context.abort(code, str(exc))
+
+    async def _stream_frames(
+        self, state: StreamState, request: lipsync_pb2.StreamFrames
+    ) -> lipsync_pb2.BatchInferenceResponse:
+        """One frames request of a stream: its features come from the stream's held audio."""
+        received = time.perf_counter()
+        loaded = self.registry.get(request.model_name)
+        first = request.first_frame_index
+        ids = check_frames(loaded.name, request.frame_ids, first, loaded.info.frame_count)
+        utterance = state.utterance(request.utterance)
+        job = Job(
+            generator=loaded.model.generator,
+            frame_ids=ids,
+            # the raw encoder: the stream computes each window once, no cache needed
+            features=partial(utterance.features, loaded.model.encoder, first, len(ids)),
+            deadline=(
+                time.monotonic() + request.deadline_ms / 1000.0 if request.deadline_ms > 0 else None
+            ),
         )
-        return lipsync_pb2.BatchInferenceResponse(
-            responses=responses,
-            total_processing_time_ms=round(total_ms),
-            batch_frames=result.batch_frames,
-            queue_time_ms=result.queue_ms,
-        )
+        result = await self.batcher.submit(job)
+        return _frames_answer(loaded, ids, first, result, received, request.session_id)
 
     async def _load(self, request: lipsync_pb2.LoadModelRequest) -> lipsync_pb2.LoadModelResponse:
         self._require_ready()
@@ -187,6 +198,49 @@ class LipSyncServicer(lipsync_pb2_grpc.LipSyncServiceServicer):
         if warmup_b64:
             warmup = decode_audio(warmup_b64, self.settings.audio_sample_rate, "audio_override")
         return self.registry.load(name, package_path, warmup)
+
+
+def _frames_answer(
+    loaded: ServedModel,
+    frame_ids: Sequence[int],
+    first_frame_index: int,
+    result: FrameResult,
+    received: float,
+    session_id: str,
+) -> lipsync_pb2.BatchInferenceResponse:
+    """The answer carrying one request's mouths (``received``: its perf_counter arrival)."""
+    bounds = loaded.model.package.bounds
+    processing_ms = round(result.compute_ms)
+    responses = [
+        lipsync_pb2.InferenceResponse(
+            success=True,
+            prediction_data=jpeg,
+            bounds=[float(v) for v in bounds[frame_id]],
+            processing_time_ms=processing_ms,
+            model_name=loaded.name,
+            frame_id=frame_id,
+            prediction_shape=PREDICTION_SHAPE,
+            frame_index=first_frame_index + i,
+        )
+        for i, (frame_id, jpeg) in enumerate(zip(frame_ids, result.jpegs, strict=True))
+    ]
+    total_ms = 1000.0 * (time.perf_counter() - received)
+    _log.debug(
+        "session %s: %d frames of %s from frame %d in %.1f ms (batch of %d, queued %.1f ms)",
+        session_id or "-",
+        len(responses),
+        loaded.name,
+        first_frame_index,
+        total_ms,
+        result.batch_frames,
+        result.queue_ms,
+    )
+    return lipsync_pb2.BatchInferenceResponse(
+        responses=responses,
+        total_processing_time_ms=round(total_ms),
+        batch_frames=result.batch_frames,
+        queue_time_ms=result.queue_ms,
+    )
 
 
 async def _answer(context: grpc.aio.ServicerContext, rpc: str, work: Awaitable[_T]) -> _T:

@@ -1,0 +1,128 @@
+"""``StreamLipSync``: one session's audio goes up once, its frames come back, on one stream.
+
+``serve_stream`` reads the client's messages in order: audio pieces go into the stream's
+``StreamState`` at once (decoding 16 kHz PCM16 is cheap); each frames request becomes a task
+that queues one job on the batcher, with its features computed on the worker from the held
+audio, and answers by ``request_id`` as soon as its mouths are encoded, in whatever order
+that is. An interrupt forgets the audio and cancels the requests not yet answered (a job not
+yet started is skipped). A malformed message ends the stream with INVALID_ARGUMENT; a request
+that fails is answered with its own status, and the stream goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
+
+import grpc
+
+from lipstream.audio import timeline as tl
+from lipstream.audio.pcm import decode_pcm16
+from lipstream.errors import InvalidInput, LipstreamError
+from lipstream.service import lipsync_pb2 as pb
+from lipstream.service.stream_state import StreamState
+
+_log = logging.getLogger(__name__)
+
+# makes one frames request's answer from the stream's state (LipSyncServicer._stream_frames)
+MakeFrames = Callable[[StreamState, pb.StreamFrames], Awaitable[pb.BatchInferenceResponse]]
+StatusOf = Callable[[LipstreamError], grpc.StatusCode]
+
+
+def _forget(pending: dict[int, asyncio.Task[None]], request_id: int, _: object) -> None:
+    pending.pop(request_id, None)
+
+
+def _code(status: grpc.StatusCode) -> int:
+    return int(status.value[0])
+
+
+def add_audio(state: StreamState, audio: pb.StreamAudio) -> None:
+    """Hold one audio piece of the stream (and the utterance's end, when it says so)."""
+    utterance = state.utterance(audio.utterance)
+    if audio.pcm:
+        try:
+            samples = decode_pcm16(bytes(audio.pcm), tl.SAMPLE_RATE).to_float()
+        except InvalidInput as exc:
+            raise InvalidInput(f"audio.pcm: {exc}") from None
+        utterance.add_audio(audio.start_sample, samples)
+    if audio.HasField("total_samples"):
+        utterance.end(audio.total_samples)
+
+
+async def serve_stream(
+    requests: AsyncIterator[pb.StreamRequest],
+    make_frames: MakeFrames,
+    status_of: StatusOf,
+) -> AsyncIterator[pb.StreamResponse]:
+    """The answers of one stream, as they are ready; ends when the client's side has ended
+    and every request is answered. Raises InvalidInput on a malformed message."""
+    state = StreamState()
+    answers: asyncio.Queue[pb.StreamResponse | BaseException | None] = asyncio.Queue()
+    pending: dict[int, asyncio.Task[None]] = {}
+
+    async def answer(request: pb.StreamFrames) -> None:
+        try:
+            frames = await make_frames(state, request)
+            response = pb.StreamResponse(request_id=request.request_id, frames=frames)
+        except asyncio.CancelledError:  # interrupted: the client no longer waits for it
+            response = pb.StreamResponse(
+                request_id=request.request_id,
+                error_code=_code(grpc.StatusCode.CANCELLED),
+                error="interrupted",
+            )
+        except LipstreamError as exc:
+            response = pb.StreamResponse(
+                request_id=request.request_id, error_code=_code(status_of(exc)), error=str(exc)
+            )
+        except Exception as exc:  # one request's failure is not the stream's
+            _log.exception("StreamLipSync request %d failed", request.request_id)
+            response = pb.StreamResponse(
+                request_id=request.request_id,
+                error_code=_code(grpc.StatusCode.INTERNAL),
+                error=f"{type(exc).__name__}: {exc}",
+            )
+        answers.put_nowait(response)
+
+    async def read() -> None:
+        try:
+            async for request in requests:
+                kind = request.WhichOneof("message")
+                if kind == "audio":
+                    add_audio(state, request.audio)
+                elif kind == "frames":
+                    if request.frames.request_id in pending:
+                        raise InvalidInput(
+                            f"request_id {request.frames.request_id} is already in flight: "
+                            "each frames request needs its own"
+                        )
+                    rid = request.frames.request_id
+                    pending[rid] = asyncio.create_task(answer(request.frames))
+                    pending[rid].add_done_callback(partial(_forget, pending, rid))
+                elif kind == "interrupt":
+                    state.clear()
+                    for task in list(pending.values()):
+                        task.cancel()
+                else:
+                    raise InvalidInput("a StreamRequest must hold audio, frames or interrupt")
+            while pending:  # the client is done sending: answer what it asked for
+                await asyncio.gather(*pending.values(), return_exceptions=True)
+            answers.put_nowait(None)
+        except Exception as exc:
+            answers.put_nowait(exc)
+
+    reader = asyncio.create_task(read())
+    try:
+        while (item := await answers.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        reader.cancel()
+        for task in list(pending.values()):
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
