@@ -100,3 +100,21 @@ def test_bench_sync_formats_one_row_per_played_source():
     }
     last = format_table([row]).splitlines()[-1]
     assert last == "| mic | 200 | 95.0% | 4.0% | 1.0% | 0 / 18 / 20 ms | – ms | 612 ms | 35 ms |"
+
+
+def test_a_speed_package_serves_the_avatar_with_a_network_of_another_width(tmp_path, demo_package):
+    from lipstream.bench_package import speed_package
+    from lipstream.model.engine import open_model
+    from lipstream.model.package import load_package
+
+    folder = speed_package(demo_package, 0.5, tmp_path)
+    pkg = load_package(folder)
+    demo = load_package(demo_package)
+    assert pkg.name == "demo_w0_5" and pkg.generator_width == 0.5
+    assert pkg.frame_count == demo.frame_count and pkg.source["speed-only"] is True
+    assert (demo.path / "generator_int8.onnx").stat().st_size != (
+        folder / "generator_int8.onnx"
+    ).stat().st_size  # its own network, not the demo's
+    model = open_model(folder, "onnx-int8", "cpu")
+    mouths = model.generator.generate([0, 1], np.zeros((2, 32, 16, 16), np.float32))
+    assert mouths.shape == (2, 320, 320, 3)

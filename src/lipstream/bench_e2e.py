@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,9 +25,11 @@ import numpy as np
 
 from lipstream.audio import timeline as tl
 from lipstream.audio.files import read_audio_file
+from lipstream.bench_package import speed_package
 from lipstream.bench_serve import ServeProcess
 from lipstream.errors import InvalidInput
 from lipstream.frames.protocol import parse_binary_frame
+from lipstream.model.package import scan_packages
 
 DEFAULT_SPEECH = Path(
     "/usr/share/pocketsphinx/test/data/librivox/sense_and_sensibility_01_austen_64kb-0870.wav"
@@ -204,6 +207,12 @@ def register_e2e(sub) -> None:
         action="store_true",
         help="take frames as base64 JSON (the guide's default) instead of binary messages",
     )
+    p.add_argument(
+        "--width",
+        type=float,
+        help="serve a speed-only package: the first package's avatar with a random generator "
+        "of this width (1.0: the full SyncTalk_2D network), exported like a trained one",
+    )
     p.set_defaults(func=_run)
 
 
@@ -214,7 +223,18 @@ def _run(args) -> int:
         raise InvalidInput(f"--sessions takes counts like 1,2,4, got {args.sessions!r}") from None
     if not sessions or min(sessions) < 1:
         raise InvalidInput("--sessions needs counts of at least 1")
-    print(format_table([]).splitlines()[0], flush=True)
-    print(format_table([]).splitlines()[1], flush=True)
-    run_e2e(args.speech, sessions, args.url, args.models_dir, args.rate, not args.json_frames)
+    with tempfile.TemporaryDirectory(prefix="lipstream-bench-") as tmp:
+        models_dir = args.models_dir
+        if args.width is not None:
+            if args.url:
+                raise InvalidInput("--width serves its own package: leave out --url")
+            source = scan_packages(models_dir)
+            if not source:
+                raise InvalidInput(f"no model package in {models_dir} to take the avatar from")
+            models_dir = Path(tmp)
+            folder = speed_package(source[0], args.width, models_dir)
+            print(f"speed-only package {folder.name}: random weights, width {args.width:g}")
+        print(format_table([]).splitlines()[0], flush=True)
+        print(format_table([]).splitlines()[1], flush=True)
+        run_e2e(args.speech, sessions, args.url, models_dir, args.rate, not args.json_frames)
     return 0
