@@ -67,7 +67,13 @@ class BackgroundSystem:
         from lipstream.settings import load_settings
 
         self.settings = load_settings(
-            None, host="127.0.0.1", port=0, websocket_port=0, grpc_server_port=0, **overrides
+            None,
+            host="127.0.0.1",
+            port=0,
+            websocket_port=0,
+            grpc_server_port=0,
+            grpc_metrics_port=0,
+            **overrides,
         )
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)

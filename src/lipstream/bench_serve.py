@@ -28,6 +28,7 @@ class ServeProcess:
 
     def __init__(self, models_dir: Path, timeout_s: float = START_TIMEOUT_S) -> None:
         env = dict(os.environ, PORT="0", WEBSOCKET_PORT="0", GRPC_SERVER_PORT="0", HOST="127.0.0.1")
+        env["GRPC_METRICS_PORT"] = "0"
         env["MODELS_DIR"] = str(models_dir)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "lipstream.cli", "serve"],

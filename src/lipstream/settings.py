@@ -7,11 +7,12 @@ The variable names and defaults are those of the server guide (``AUDIO_SAMPLE_RA
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from lipstream.errors import InvalidInput
@@ -69,6 +70,20 @@ class Settings(BaseSettings):
     console_dir: Path | None = None
     max_sessions: int = Field(64, ge=1, le=10000)
 
+    # Production: metrics, session tokens, rate limits, TLS
+    grpc_metrics_port: Annotated[int, _PORT] = 9091  # the lip-sync service's GET /metrics
+    session_secret: SecretStr | None = None  # set: the frame generator takes signed tokens only
+    session_token_ttl_s: int = Field(300, ge=10, le=86400)
+    max_sessions_per_ip: int = Field(16, ge=1, le=10000)
+    rate_limit_token: str = "10/minute"  # POST /token, per client address; "" = no limit
+    rate_limit_session: str = "30/minute"  # POST /api/session
+    rate_limit_tts: str = "60/minute"  # POST /api/tts
+    trusted_proxies: Annotated[tuple[str, ...], NoDecode] = ()  # whose X-Forwarded-For counts
+    tls_cert_file: Path | None = None  # with tls_key_file: HTTPS, WSS and gRPC over TLS
+    tls_key_file: Path | None = None
+    grpc_tls_ca_file: Path | None = None  # the frame generator trusts it for the lip-sync service
+    client_send_timeout_s: float = Field(10.0, ge=0.5, le=600.0)  # a client not reading: closed
+
     # Logs and debug
     log_level: str = "INFO"
     log_dir: Path | None = None
@@ -82,6 +97,43 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(o.strip() for o in value.split(",") if o.strip())
         return value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = tuple(p.strip() for p in value.split(",") if p.strip())
+        for network in value:
+            ipaddress.ip_network(network, strict=False)  # ValueError names the bad one
+        return value
+
+    @field_validator("rate_limit_token", "rate_limit_session", "rate_limit_tts")
+    @classmethod
+    def _check_rate_limit(cls, value: str) -> str:
+        if value.strip():
+            from limits import parse_many
+
+            try:
+                parse_many(value)
+            except ValueError:
+                raise ValueError(
+                    "write limits like 10/minute or 100/hour;5/second (empty: no limit)"
+                ) from None
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _check_tls(self) -> Settings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("TLS_CERT_FILE and TLS_KEY_FILE go together: set both or neither")
+        for path in (self.tls_cert_file, self.tls_key_file, self.grpc_tls_ca_file):
+            if path is not None and not path.is_file():
+                raise ValueError(f"{path} is not a readable file")
+        return self
+
+    @property
+    def tls(self) -> bool:
+        """Whether the services serve TLS (HTTPS, WSS, gRPC over TLS)."""
+        return self.tls_cert_file is not None
 
     @field_validator("runtime")
     @classmethod
@@ -125,9 +177,11 @@ def load_settings(env_file: str | Path | None = ".env", **overrides: Any) -> Set
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
-            name = str(err["loc"][0]).upper() if err["loc"] else "?"
-            value = err.get("input")
-            problems.append(f"{name}={value!r}: {err['msg']}")
+            if not err["loc"]:  # a rule across settings: its message names them
+                problems.append(str(err["msg"]).removeprefix("Value error, "))
+                continue
+            name = str(err["loc"][0]).upper()
+            problems.append(f"{name}={err.get('input')!r}: {err['msg']}")
         raise InvalidInput("bad setting: " + "; ".join(problems)) from None
 
 

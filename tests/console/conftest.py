@@ -97,6 +97,7 @@ class ConsoleSystem:
             "PORT": str(WEB_PORT),
             "WEBSOCKET_PORT": str(WEBSOCKET_PORT),
             "GRPC_SERVER_PORT": str(GRPC_PORT),
+            "GRPC_METRICS_PORT": "0",
             "MODELS_DIR": str(models_dir),
             "OPENAI_API_KEY": OPENAI_KEY,
             "OPENAI_BASE_URL": openai_url,

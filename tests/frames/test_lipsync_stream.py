@@ -62,7 +62,7 @@ def test_a_stream_moves_to_another_instance_when_its_instance_dies(
     utterance. The frames go on from the other, equal to those of an undisturbed session."""
 
     async def scenario():
-        settings = load_settings(None, models_dir=models_dir, host="127.0.0.1")
+        settings = load_settings(None, models_dir=models_dir, host="127.0.0.1", grpc_metrics_port=0)
         a = await start_lipsync_server(settings, port=0)
         b = await start_lipsync_server(settings, port=0)
         client = LipSyncClient(f"ipv4:{a.address},{b.address}", deadline_ms=20000)

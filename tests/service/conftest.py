@@ -83,6 +83,7 @@ class RunningServer:
 
 def start_server(loop_thread: LoopThread, models: Path, **overrides) -> RunningServer:
     registry = overrides.pop("registry", None)
+    overrides.setdefault("grpc_metrics_port", 0)
     settings = load_settings(None, models_dir=models, host="127.0.0.1", **overrides)
     handle = loop_thread.call(start_lipsync_server(settings, port=0, registry=registry))
     return RunningServer(loop_thread, handle)

@@ -25,13 +25,31 @@ from lipstream.frames.lipsync_stream import LipSyncStream
 from lipstream.frames.session import InferenceJob, SessionModel
 from lipstream.service import lipsync_pb2 as pb
 from lipstream.service import lipsync_pb2_grpc as pb_grpc
+from lipstream.settings import Settings
 
 # gRPC's own balancing over every address the target resolves to (``ipv4:a:p,b:p``,
 # ``dns:///name:port``): round robin over the instances whose standard health service says
 # SERVING, so one that is loading or gone is skipped, and one that recovers rejoins.
+# Unary calls that fail UNAVAILABLE before reaching a service (an instance that just died)
+# are retried by gRPC itself on the next instance; a stream is reopened by the session.
 SERVICE_CONFIG = {
     "loadBalancingConfig": [{"round_robin": {}}],
     "healthCheckConfig": {"serviceName": "lipsync.LipSyncService"},
+    "methodConfig": [
+        {
+            "name": [
+                {"service": "lipsync.LipSyncService", "method": "ListModels"},
+                {"service": "lipsync.LipSyncService", "method": "GenerateBatchInference"},
+            ],
+            "retryPolicy": {
+                "maxAttempts": 3,
+                "initialBackoff": "0.05s",
+                "maxBackoff": "0.5s",
+                "backoffMultiplier": 2,
+                "retryableStatusCodes": ["UNAVAILABLE"],
+            },
+        }
+    ],
 }
 _CHANNEL_OPTIONS = [
     ("grpc.service_config", json.dumps(SERVICE_CONFIG)),
@@ -43,6 +61,16 @@ _CHANNEL_OPTIONS = [
     ("grpc.keepalive_time_ms", 20000),
 ]
 _MODELS_TTL_S = 5.0
+
+
+def client_tls(settings: Settings) -> grpc.ChannelCredentials | None:
+    """TLS to the lip-sync service: with GRPC_TLS_CA_FILE (trusting that CA), or when this
+    server serves TLS itself (TLS_CERT_FILE; trusting the system's CAs); else None."""
+    if settings.grpc_tls_ca_file is not None:
+        return grpc.ssl_channel_credentials(settings.grpc_tls_ca_file.read_bytes())
+    if settings.tls:
+        return grpc.ssl_channel_credentials()
+    return None
 
 
 def _map_error(exc: grpc.aio.AioRpcError, what: str) -> LipstreamError:
@@ -65,10 +93,20 @@ def map_status(code: grpc.StatusCode, details: str, what: str) -> LipstreamError
 class LipSyncClient:
     """Async client of one lip-sync service address."""
 
-    def __init__(self, address: str, deadline_ms: int = 5000) -> None:
+    def __init__(
+        self,
+        address: str,
+        deadline_ms: int = 5000,
+        tls: grpc.ChannelCredentials | None = None,
+    ) -> None:
+        """``address``: any gRPC target (``host:port``, ``ipv4:a:p,b:p``, ``dns:///name:port``);
+        ``tls``: credentials to reach the service over TLS (``client_tls``)."""
         self.address = address
         self.deadline_s = deadline_ms / 1000.0
-        self._channel = grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS)
+        if tls is None:
+            self._channel = grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS)
+        else:
+            self._channel = grpc.aio.secure_channel(address, tls, options=_CHANNEL_OPTIONS)
         self._stub = pb_grpc.LipSyncServiceStub(self._channel)
         self._models: dict[str, SessionModel] = {}
         self._models_at = -1e9

@@ -11,18 +11,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from http import HTTPStatus
 from typing import Any, TypeVar
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
-from websockets.http11 import Request, Response
 
 from lipstream.audio.pcm import AudioChunk
+from lipstream.audio.timeline import LOOKAHEAD_MS
 from lipstream.errors import (
     InvalidInput,
     LipstreamError,
@@ -31,11 +31,13 @@ from lipstream.errors import (
     ServiceUnavailable,
 )
 from lipstream.frames import protocol as proto
-from lipstream.frames.lipsync_client import LipSyncClient
+from lipstream.frames.admission import Admission
+from lipstream.frames.lipsync_client import LipSyncClient, client_tls
 from lipstream.frames.session import InferenceJob, MouthFrame, Session
-from lipstream.frames.timings import Timings
+from lipstream.frames.timings import Timings, pipeline_latency_ms, processing_estimate_ms
 from lipstream.lifecycle import serve_until_signalled
 from lipstream.logs import announce
+from lipstream.metrics import FrameMetrics
 from lipstream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -43,10 +45,6 @@ T = TypeVar("T")
 
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024  # hard limit: larger messages close the connection (1009)
 _RETRY_FIRST_S, _RETRY_MAX_S = 0.1, 2.0
-HTTP_ANSWER = (
-    "This is the lipstream frame generator. Connect with a WebSocket to ws://{host}:{port}/ "
-    "(see docs/frame-protocol.md).\n"
-)
 
 
 class _Closing(Exception):
@@ -56,11 +54,13 @@ class _Closing(Exception):
 class _Connection:
     """One client: a shuttle between its socket and its Session, plus the jobs in flight."""
 
-    def __init__(self, generator: FrameGenerator, ws: ServerConnection) -> None:
+    def __init__(self, generator: FrameGenerator, ws: ServerConnection, address: str) -> None:
         self.generator = generator
         self.settings = generator.settings
         self.client = generator.client
+        self.metrics = generator.metrics
         self.ws = ws
+        self.address = address
         self.id = uuid.uuid4().hex[:12]
         self.session = Session(
             self.settings.audio_sample_rate,
@@ -88,16 +88,35 @@ class _Connection:
 
     # ------------------------------------------------------------------------ sending
 
+    async def _send(self, data: str | bytes) -> None:
+        """Send, or drop a client that has not read for CLIENT_SEND_TIMEOUT_S: its socket is
+        cut, which ends its session and no one else's."""
+        try:
+            # in this task (not wait_for's own): messages go out in the order they are sent
+            async with asyncio.timeout(self.settings.client_send_timeout_s):
+                await self.ws.send(data)
+        except ConnectionClosed:
+            pass
+        except TimeoutError:
+            log.warning(
+                "session %s: the client has not read for %.0f s: closing it",
+                self.id,
+                self.settings.client_send_timeout_s,
+            )
+            self.metrics.errors.labels("client_too_slow").inc()
+            self.ws.transport.abort()
+
     async def send(self, message: dict[str, Any]) -> None:
-        with contextlib.suppress(ConnectionClosed):
-            await self.ws.send(proto.dumps(message))
+        await self._send(proto.dumps(message))
 
     async def send_frame(self, frame: MouthFrame | None) -> None:
         """``current_frame``: binary when the client asked for it and there is a frame."""
-        if frame is not None and self.binary_frames:
-            with contextlib.suppress(ConnectionClosed):
-                await self.ws.send(proto.binary_frame(frame))
-            return
+        if frame is not None:
+            self.metrics.frames_sent.inc()
+            self.metrics.frame_latency.observe(frame.latency_ms / 1000.0)
+            if self.binary_frames:
+                await self._send(proto.binary_frame(frame))
+                return
         model = self.session.model.name if self.session.model else None  # for the idle answer
         await self.send(proto.frame_reply(frame, model))
 
@@ -105,6 +124,7 @@ class _Connection:
         self, code: str, message: str, request_type: str | None = None, **details: Any
     ) -> None:
         log.info("session %s: %s: %s", self.id, code, message)
+        self.metrics.errors.labels(code).inc()
         await self.send(proto.error_reply(code, message, request_type, **details))
 
     # ------------------------------------------------------------------------ lifetime
@@ -187,12 +207,15 @@ class _Connection:
                 self._tg.create_task(self._run_job(job), name=f"job-{self.id}-{job.job_id}")
 
     async def _run_job(self, job: InferenceJob) -> None:
+        asked = time.monotonic()
         try:
             mouths = await self._while_unreachable(
                 lambda: self._make(job),
                 lambda: self.session.is_in_flight(job),  # False once interrupted
             )
         except (InvalidInput, Overloaded, ModelNotFound) as exc:
+            if self.session.is_in_flight(job):
+                self.metrics.frames_dropped.inc(job.frame_count)
             self.session.fail(job)
             first = job.timeline_first_frame
             await self.send_error(
@@ -203,6 +226,9 @@ class _Connection:
             return
         if mouths is None:
             return
+        if self.session.is_in_flight(job):
+            self.metrics.frames_made.inc(len(mouths))
+            self.metrics.round_trip.observe(time.monotonic() - asked)
         released = self.session.complete(job, mouths)
         if self.settings.debug_frame_generation:
             log.info(
@@ -286,6 +312,7 @@ class _Connection:
 
     async def _on_interrupt(self, message: proto.Interrupt) -> None:
         dropped, dropped_ms = self.session.interrupt()
+        self.metrics.frames_dropped.inc(dropped)
         if self.stream is not None:
             await self.stream.interrupt()
         await self.send(proto.interrupted_reply(dropped, dropped_ms, self.session.next_frame_index))
@@ -372,43 +399,46 @@ class _Connection:
 
 
 class FrameGenerator:
-    """The WebSocket side: accepts connections, keeps the count, answers plain HTTP."""
+    """The WebSocket side: admits connections, keeps the count, answers plain HTTP."""
 
     def __init__(self, settings: Settings, client: LipSyncClient) -> None:
         self.settings = settings
         self.client = client
         self.connections: dict[str, _Connection] = {}
         self.timings = Timings()  # every session's frames: a new session's first estimate
+        self.metrics = FrameMetrics()
+        self.admission = Admission(settings, self.metrics)
+        self.process_request = self.admission.process_request
+        self.metrics.sessions_active.set_function(lambda: len(self.connections))
+        self.metrics.lipsync_reachable.set_function(lambda: float(self.client.connected))
+        self.metrics.pipeline_latency.set_function(self.new_session_latency_s)
 
-    def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        if request.headers.get("Upgrade", "").lower() == "websocket":
-            return None
-        host, port = connection.local_address[:2]
-        answer = HTTP_ANSWER.format(host=host, port=port)
-        response = connection.respond(HTTPStatus.UPGRADE_REQUIRED, answer)
-        response.headers["Upgrade"] = "websocket"
-        return response
+    def new_session_latency_s(self) -> float:
+        """The audio delay a session starting now would be told, in seconds."""
+        processing = processing_estimate_ms(self.timings, None)
+        chunk = self.settings.audio_chunk_duration_ms
+        return pipeline_latency_ms(LOOKAHEAD_MS, chunk, processing) / 1000.0
 
     async def handle(self, ws: ServerConnection) -> None:
-        if len(self.connections) >= self.settings.max_sessions:
-            await ws.send(
-                proto.dumps(
-                    proto.error_reply(
-                        "too_many_sessions",
-                        f"the frame generator serves at most {self.settings.max_sessions} "
-                        "sessions at once (MAX_SESSIONS); try again later",
-                    )
-                )
-            )
+        address = self.admission.client_address(ws)
+        refused = self.admission.refusal(len(self.connections), address)
+        if refused is not None:
+            reason, message = refused
+            self.metrics.sessions_refused.labels(reason).inc()
+            self.metrics.errors.labels("too_many_sessions").inc()
+            await ws.send(proto.dumps(proto.error_reply("too_many_sessions", message)))
             await ws.close(1013, "too many sessions")
             return
-        conn = _Connection(self, ws)
+        conn = _Connection(self, ws, address)
         self.connections[conn.id] = conn
-        log.info("session %s: connected from %s", conn.id, ws.remote_address)
+        self.admission.opened(address)
+        self.metrics.sessions_opened.inc()
+        log.info("session %s: connected from %s", conn.id, address)
         try:
             await conn.run()
         finally:
             del self.connections[conn.id]
+            self.admission.closed(address)
             log.info(
                 "session %s: closed (%d frames made, %d dropped)",
                 conn.id,
@@ -436,7 +466,9 @@ class FrameServerHandle:
 async def start_frame_server(settings: Settings) -> FrameServerHandle:
     """Start the frame generator on settings.host:websocket_port (0 picks a free port)."""
     announce("Real-time Lip Sync Frame Generator initialized")
-    client = LipSyncClient(settings.lipsync_address, settings.grpc_deadline_ms)
+    client = LipSyncClient(
+        settings.lipsync_address, settings.grpc_deadline_ms, tls=client_tls(settings)
+    )
     try:
         await client.models(refresh=True)
         announce(f"Connected to gRPC service on {settings.lipsync_address}")
@@ -446,6 +478,12 @@ async def start_frame_server(settings: Settings) -> FrameServerHandle:
             "sessions will connect when it is up"
         )
     generator = FrameGenerator(settings, client)
+    if generator.admission.tokens is None:
+        log.warning(
+            "SESSION_SECRET is not set: the frame generator accepts any client that reaches "
+            "port %d",
+            settings.websocket_port,
+        )
     server = await serve(
         generator.handle,
         settings.host,
@@ -455,11 +493,23 @@ async def start_frame_server(settings: Settings) -> FrameServerHandle:
         process_request=generator.process_request,
         ping_interval=20,
         ping_timeout=20,
+        open_timeout=10,  # a handshake sent byte by byte is cut off
+        ssl=_server_tls(settings),
     )
     port = server.sockets[0].getsockname()[1]
-    announce(f"WebSocket server started on ws://{settings.host}:{port}")
-    announce(f"Connect your browser to ws://{settings.host}:{port}")
+    scheme = "wss" if settings.tls else "ws"
+    announce(f"WebSocket server started on {scheme}://{settings.host}:{port}")
+    announce(f"Connect your browser to {scheme}://{settings.host}:{port}")
     return FrameServerHandle(server, client, generator, settings.host, port)
+
+
+def _server_tls(settings: Settings) -> ssl.SSLContext | None:
+    if not settings.tls:
+        return None
+    assert settings.tls_cert_file is not None and settings.tls_key_file is not None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
+    return context
 
 
 def run_frame_server(settings: Settings) -> None:

@@ -164,7 +164,10 @@ class Batcher:
         jpeg_quality: int = JPEG_QUALITY,
         clock: Callable[[], float] = time.monotonic,
         logger: logging.Logger | None = None,
+        on_batch: Callable[[int, float], None] | None = None,
     ) -> None:
+        """``on_batch(frames, seconds)`` hears of each forward pass (features included)."""
+        self._on_batch = on_batch
         self.batch_window_s = max(0.0, batch_window_ms) / 1000.0
         self.jpeg_quality = jpeg_quality
         self._clock = clock
@@ -287,6 +290,8 @@ class Batcher:
         frame_ids = [i for job, _ in live for i in job.frame_ids]
         audio = np.concatenate([features for _, features in live]).astype(np.float32, copy=False)
         mouths = self._generate(generator, frame_ids, audio)
+        if self._on_batch is not None:
+            self._on_batch(len(frame_ids), self._clock() - start)
         offset = 0
         for job, _ in live:
             own = mouths[offset : offset + job.frames]

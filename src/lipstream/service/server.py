@@ -33,6 +33,7 @@ from lipstream.errors import (
 from lipstream.geometry import PREDICTION_SHAPE
 from lipstream.lifecycle import serve_until_signalled
 from lipstream.logs import announce, configure_logging
+from lipstream.metrics import LipSyncMetrics, MetricsServer
 from lipstream.model.package import check_name
 from lipstream.service import lipsync_pb2, lipsync_pb2_grpc
 from lipstream.service.batcher import Batcher, DeadlineExceeded, FrameResult, Job
@@ -86,28 +87,58 @@ def model_info_message(info: ModelInfo) -> lipsync_pb2.ModelInfo:
 class LipSyncServicer(lipsync_pb2_grpc.LipSyncServiceServicer):
     """The RPCs of ``LipSyncService`` over a model registry and a batcher."""
 
-    def __init__(self, settings: Settings, registry: ModelRegistry, batcher: Batcher) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        registry: ModelRegistry,
+        batcher: Batcher,
+        metrics: LipSyncMetrics | None = None,
+    ) -> None:
         self.settings = settings
         self.registry = registry
         self.batcher = batcher
+        self.metrics = metrics or LipSyncMetrics()
+        self.metrics.models_loaded.set_function(lambda: len(self.registry.names()))
         self.ready = False  # set once the models of the models folder are loaded
         self.streams_opened = 0
 
     async def GenerateBatchInference(
         self, request: lipsync_pb2.BatchInferenceRequest, context: grpc.aio.ServicerContext
     ) -> lipsync_pb2.BatchInferenceResponse:
-        return await _answer(context, "GenerateBatchInference", self._generate(request, context))
+        return await self._answer(
+            context, "GenerateBatchInference", self._generate(request, context)
+        )
 
     async def LoadModel(
         self, request: lipsync_pb2.LoadModelRequest, context: grpc.aio.ServicerContext
     ) -> lipsync_pb2.LoadModelResponse:
-        return await _answer(context, "LoadModel", self._load(request))
+        return await self._answer(context, "LoadModel", self._load(request))
 
     async def ListModels(
         self, request: lipsync_pb2.ListModelsRequest, context: grpc.aio.ServicerContext
     ) -> lipsync_pb2.ListModelsResponse:
         infos = [model_info_message(loaded.info) for loaded in self.registry.models()]
+        self.metrics.answered("ListModels", "OK")
         return lipsync_pb2.ListModelsResponse(models=infos)
+
+    async def _answer(self, context: grpc.aio.ServicerContext, rpc: str, work: Awaitable[_T]) -> _T:
+        """Run an RPC's work, answering lipstream's errors with their status and message."""
+        try:
+            answer = await work
+        except LipstreamError as exc:
+            code = status_code(exc)
+            self.metrics.answered(rpc, code.name)
+            level = _LOG_LEVEL.get(code, logging.INFO)
+            _log.log(level, "%s refused (%s): %s", rpc, code.name, exc)
+            await context.abort(code, str(exc))
+        except Exception as exc:
+            self.metrics.answered(rpc, grpc.StatusCode.INTERNAL.name)
+            _log.exception("%s failed", rpc)
+            await context.abort(
+                grpc.StatusCode.INTERNAL, f"{rpc} failed: {type(exc).__name__}: {exc}"
+            )
+        self.metrics.answered(rpc, "OK")
+        return answer
 
     def _require_ready(self) -> None:
         if not self.ready:
@@ -134,9 +165,14 @@ class LipSyncServicer(lipsync_pb2_grpc.LipSyncServiceServicer):
             deadline=None if remaining is None else time.monotonic() + remaining,
         )
         result = await self.batcher.submit(job)
+        self._count(result, len(frames.frame_ids))
         return _frames_answer(
             loaded, frames.frame_ids, frames.first_frame_index, result, received, frames.session_id
         )
+
+    def _count(self, result: FrameResult, frames: int) -> None:
+        self.metrics.frames_made.inc(frames)
+        self.metrics.queue.observe(result.queue_ms / 1000.0)
 
     async def StreamLipSync(
         self,
@@ -144,6 +180,7 @@ class LipSyncServicer(lipsync_pb2_grpc.LipSyncServiceServicer):
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[lipsync_pb2.StreamResponse]:
         self.streams_opened += 1
+        self.metrics.streams_active.inc()
         try:
             self._require_ready()
             async for response in serve_stream(request_iterator, self._stream_frames, status_code):
@@ -154,11 +191,24 @@ class LipSyncServicer(lipsync_pb2_grpc.LipSyncServiceServicer):
                 _LOG_LEVEL.get(code, logging.INFO), "StreamLipSync ended (%s): %s", code.name, exc
             )
             await context.abort(code, str(exc))
+        finally:
+            self.metrics.streams_active.dec()
 
     async def _stream_frames(
         self, state: StreamState, request: lipsync_pb2.StreamFrames
     ) -> lipsync_pb2.BatchInferenceResponse:
         """One frames request of a stream: its features come from the stream's held audio."""
+        try:
+            answer = await self._make_stream_frames(state, request)
+        except LipstreamError as exc:
+            self.metrics.answered("StreamLipSync", status_code(exc).name)
+            raise
+        self.metrics.answered("StreamLipSync", "OK")
+        return answer
+
+    async def _make_stream_frames(
+        self, state: StreamState, request: lipsync_pb2.StreamFrames
+    ) -> lipsync_pb2.BatchInferenceResponse:
         received = time.perf_counter()
         loaded = self.registry.get(request.model_name)
         first = request.first_frame_index
@@ -174,6 +224,7 @@ class LipSyncServicer(lipsync_pb2_grpc.LipSyncServiceServicer):
             ),
         )
         result = await self.batcher.submit(job)
+        self._count(result, len(ids))
         return _frames_answer(loaded, ids, first, result, received, request.session_id)
 
     async def _load(self, request: lipsync_pb2.LoadModelRequest) -> lipsync_pb2.LoadModelResponse:
@@ -243,21 +294,6 @@ def _frames_answer(
     )
 
 
-async def _answer(context: grpc.aio.ServicerContext, rpc: str, work: Awaitable[_T]) -> _T:
-    """Run an RPC's work, answering lipstream's errors with their status and message."""
-    try:
-        return await work
-    except LipstreamError as exc:
-        code = status_code(exc)
-        level = _LOG_LEVEL.get(code, logging.INFO)
-        _log.log(level, "%s refused (%s): %s", rpc, code.name, exc)
-        await context.abort(code, str(exc))
-    except Exception as exc:
-        _log.exception("%s failed", rpc)
-        await context.abort(grpc.StatusCode.INTERNAL, f"{rpc} failed: {type(exc).__name__}: {exc}")
-    raise AssertionError("context.abort returned")  # pragma: no cover
-
-
 @dataclass(eq=False)
 class LipSyncServer:
     """A running lip-sync service: where it listens and what it serves."""
@@ -269,6 +305,7 @@ class LipSyncServer:
     batcher: Batcher
     servicer: LipSyncServicer
     health: health_aio.HealthServicer
+    metrics_server: MetricsServer
     load_errors: dict[str, str] = field(default_factory=dict)  # package folder -> why skipped
     _stopped: bool = False
 
@@ -290,6 +327,7 @@ class LipSyncServer:
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
         await asyncio.to_thread(self.batcher.close)
+        await asyncio.to_thread(self.metrics_server.stop)
         _log.info("lip-sync service on port %d stopped", self.port)
 
     async def wait_for_termination(self) -> None:
@@ -308,16 +346,25 @@ async def start_lipsync_server(
 
     ``host`` and ``port`` override HOST and GRPC_SERVER_PORT (port 0 takes a free port, see
     ``.port``). ``registry`` replaces the one built from MODELS_DIR, RUNTIME and DEVICE.
-    Prints the guide's start-up lines. Raises LipstreamError when the port cannot be bound.
+    With TLS_CERT_FILE and TLS_KEY_FILE it serves gRPC over TLS. ``GET /metrics`` answers on
+    GRPC_METRICS_PORT. Prints the guide's start-up lines. Raises LipstreamError when a port
+    cannot be bound.
     """
     configure_logging(settings, "grpc")
     host = settings.host if host is None else host
     port = settings.grpc_server_port if port is None else port
     registry = registry or ModelRegistry(settings.models_dir, settings.runtime, settings.device)
+    metrics = LipSyncMetrics()
+
+    def on_batch(frames: int, seconds: float) -> None:
+        metrics.batch_frames.observe(frames)
+        metrics.inference.observe(seconds)
+
     batcher = Batcher(
         batch_window_ms=settings.batch_window_ms,
         max_batch_frames=settings.max_batch_frames,
         max_queued_frames=settings.max_queued_frames,
+        on_batch=on_batch,
     )
     server = grpc.aio.server(
         options=[
@@ -325,7 +372,7 @@ async def start_lipsync_server(
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ]
     )
-    servicer = LipSyncServicer(settings, registry, batcher)
+    servicer = LipSyncServicer(settings, registry, batcher, metrics)
     lipsync_pb2_grpc.add_LipSyncServiceServicer_to_server(servicer, server)
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
@@ -334,7 +381,10 @@ async def start_lipsync_server(
 
     address = f"{host}:{port}"
     try:
-        bound = server.add_insecure_port(address)
+        if settings.tls:
+            bound = server.add_secure_port(address, server_credentials(settings))
+        else:
+            bound = server.add_insecure_port(address)
     except RuntimeError as exc:
         bound = 0
         reason = str(exc)
@@ -343,8 +393,22 @@ async def start_lipsync_server(
     if not bound:
         batcher.close()
         raise LipstreamError(f"cannot listen on {address}: {reason} (set GRPC_SERVER_PORT/HOST)")
-    handle = LipSyncServer(server, host, bound, registry, batcher, servicer, health)
+    try:
+        metrics_server = MetricsServer(metrics.registry, host, settings.grpc_metrics_port)
+    except OSError as exc:
+        batcher.close()
+        raise LipstreamError(
+            f"cannot serve metrics on {host}:{settings.grpc_metrics_port}: {exc} "
+            "(set GRPC_METRICS_PORT; 0 takes any free port)"
+        ) from None
+    handle = LipSyncServer(server, host, bound, registry, batcher, servicer, health, metrics_server)
     announce(f"gRPC Lip Sync Service starting on port {bound}")
+    _log.info(
+        "gRPC %s; metrics on http://%s:%d/metrics",
+        "over TLS" if settings.tls else "without TLS",
+        host,
+        metrics_server.port,
+    )
     await server.start()
     try:
         announce("Loading models...")
@@ -361,6 +425,14 @@ async def start_lipsync_server(
     )
     announce("Service ready for inference")
     return handle
+
+
+def server_credentials(settings: Settings) -> grpc.ServerCredentials:
+    """gRPC's TLS credentials from TLS_KEY_FILE and TLS_CERT_FILE."""
+    assert settings.tls_cert_file is not None and settings.tls_key_file is not None
+    key = settings.tls_key_file.read_bytes()
+    chain = settings.tls_cert_file.read_bytes()
+    return grpc.ssl_server_credentials([(key, chain)])
 
 
 def run_lipsync_server(settings: Settings) -> int:

@@ -26,11 +26,21 @@ from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Mount, Route
 from starlette.staticfiles import NotModifiedResponse
 
+from lipstream.access.client_address import ClientAddresses
+from lipstream.access.rate_limits import RateLimits
+from lipstream.access.session_tokens import SessionTokens
+from lipstream.metrics import WebMetrics, exposition
 from lipstream.settings import Settings
 from lipstream.web.catalog import ModelCatalog, model_summary
 from lipstream.web.console_files import ConsoleFiles, console_dir
-from lipstream.web.errors import EXCEPTION_HANDLERS, BodyTooLarge, error_response
+from lipstream.web.errors import (
+    EXCEPTION_HANDLERS,
+    BodyTooLarge,
+    SessionTokensOff,
+    error_response,
+)
 from lipstream.web.openai_token import CALLS_PATH, DEFAULT_TIMEOUT_S, OpenAITokenClient
+from lipstream.web.request_metrics import RequestMetrics
 from lipstream.web.speech import Speaker, parse_request
 
 log = logging.getLogger(__name__)
@@ -54,13 +64,65 @@ def create_app(settings: Settings, *, openai_timeout_s: float = DEFAULT_TIMEOUT_
     tokens = OpenAITokenClient(settings, timeout_s=openai_timeout_s)
     catalog = ModelCatalog(settings.models_dir)
     speaker = Speaker()
+    metrics = WebMetrics()
+    addresses = ClientAddresses(settings.trusted_proxies)
+    limits = RateLimits(
+        {
+            "/token": settings.rate_limit_token,
+            "/api/session": settings.rate_limit_session,
+            "/api/tts": settings.rate_limit_tts,
+        }
+    )
+    sessions = (
+        SessionTokens(settings.session_secret.get_secret_value(), settings.session_token_ttl_s)
+        if settings.session_secret
+        else None
+    )
+
+    async def limit(request: Request) -> None:
+        client = addresses.resolve(
+            request.client.host if request.client else None,
+            request.headers.get("x-forwarded-for"),
+        )
+        await limits.hit(request.url.path, client)
+
     static_dir = console_dir(settings)
     console = ConsoleFiles(directory=static_dir, check_dir=False)
     if not (static_dir / "index.html").is_file():
         log.warning("no console at %s: the browser pages will answer 404", static_dir)
 
     async def token(request: Request) -> Response:
+        await limit(request)
         return JSONResponse(await tokens.mint(), headers={"Cache-Control": "no-store"})
+
+    async def session(request: Request) -> Response:
+        if sessions is None:
+            raise SessionTokensOff(
+                "session tokens are off (SESSION_SECRET is not set): connect to the frame "
+                "generator without a token"
+            )
+        await limit(request)
+        token, expires_at = sessions.issue()
+        base = websocket_base(request)
+        return JSONResponse(
+            {
+                "token": token,
+                "expires_at": expires_at,
+                "websocket_url": f"{base}?token={token}",
+            },
+            headers={"Cache-Control": "no-store"},
+        )
+
+    def websocket_base(request: Request) -> str:
+        """Where browsers reach the frame generator: PUBLIC_WEBSOCKET_URL, else this host."""
+        if settings.public_websocket_url:
+            return settings.public_websocket_url
+        scheme = "wss" if request.url.scheme == "https" else "ws"
+        return f"{scheme}://{request.url.hostname}:{settings.websocket_port}/"
+
+    async def metrics_text(request: Request) -> Response:
+        body, content_type = exposition(metrics.registry)
+        return Response(body, headers={"Content-Type": content_type})
 
     async def models(request: Request) -> Response:
         scan = await catalog.packages()
@@ -106,11 +168,13 @@ def create_app(settings: Settings, *, openai_timeout_s: float = DEFAULT_TIMEOUT_
                     "voice": settings.openai_realtime_voice,
                 },
                 "tts": {"available": speaker.available, "url": "/api/tts"},
+                "session": {"token_required": sessions is not None, "url": "/api/session"},
                 "models_url": "/api/models",
             }
         )
 
     async def tts(request: Request) -> Response:
+        await limit(request)
         body = await _read_body(request, MAX_TTS_BODY)
         spoken = await speaker.speak(parse_request(body))
         return Response(
@@ -149,15 +213,21 @@ def create_app(settings: Settings, *, openai_timeout_s: float = DEFAULT_TIMEOUT_
             )
         )
 
+    routes = [
+        _route("/token", token, "POST"),
+        _route("/api/session", session, "POST"),
+        _route("/api/models", models, "GET"),
+        _route("/api/model-video/{model_name}", model_video, "GET"),
+        _route("/api/config", config, "GET"),
+        _route("/api/tts", tts, "POST"),
+        _route("/healthz", healthz, "GET"),
+        _route("/metrics", metrics_text, "GET"),
+        _route("/", home, "GET"),
+    ]
+    middleware.insert(0, Middleware(RequestMetrics, metrics=metrics, routes=routes))
     app = Starlette(
         routes=[
-            _route("/token", token, "POST"),
-            _route("/api/models", models, "GET"),
-            _route("/api/model-video/{model_name}", model_video, "GET"),
-            _route("/api/config", config, "GET"),
-            _route("/api/tts", tts, "POST"),
-            _route("/healthz", healthz, "GET"),
-            _route("/", home, "GET"),
+            *routes,
             Mount("/", app=console, name="console"),
         ],
         middleware=middleware,
@@ -165,6 +235,7 @@ def create_app(settings: Settings, *, openai_timeout_s: float = DEFAULT_TIMEOUT_
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.metrics = metrics
     app.state.console_dir = static_dir
     return app
 

@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ExceptionHandler
 
+from lipstream.access.rate_limits import RateLimited
 from lipstream.errors import InvalidInput, LipstreamError, ModelNotFound, Overloaded
 from lipstream.web.catalog import BadModelName, UnknownModel
 from lipstream.web.openai_token import TokenError
@@ -34,12 +35,18 @@ class BodyTooLarge(InvalidInput):
         super().__init__(f"the request body is larger than {limit} bytes")
 
 
+class SessionTokensOff(LipstreamError):
+    """POST /api/session while SESSION_SECRET is not set: the frame generator takes anyone."""
+
+
 # Exception class -> (HTTP status, error code); an error is answered by the entry of the most
 # specific class it is an instance of. None takes the error's own ``status`` or ``code``: a
 # token error passes on what OpenAI answered, a speech error names its problem.
 _STATUS: Mapping[type[LipstreamError], tuple[int | None, str | None]] = MappingProxyType(
     {
         TokenError: (None, None),
+        RateLimited: (429, "rate_limited"),
+        SessionTokensOff: (404, "session_tokens_off"),
         BodyTooLarge: (413, "body_too_large"),
         SpeechRequestError: (400, None),
         SpeechUnavailable: (503, None),
@@ -104,6 +111,8 @@ async def _lipstream_error(request: Request, exc: Exception) -> Response:
     if status >= 500 and not isinstance(exc, _NOT_LOGGED):
         log.error("%s %s failed: %s", request.method, request.url.path, exc)
     headers = {"Retry-After": "2"} if code in ("tts_busy", "overloaded") else None
+    if isinstance(exc, RateLimited):
+        headers = {"Retry-After": str(exc.retry_after_s)}
     extra = {"known_models": exc.known} if isinstance(exc, UnknownModel) else {}
     return error_response(status, code, str(exc), headers=headers, **extra)
 

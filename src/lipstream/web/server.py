@@ -42,21 +42,30 @@ class _EmbeddedServer(uvicorn.Server):
 class WebServer:
     """A running web server: where it listens, and ``stop()``."""
 
-    def __init__(self, server: uvicorn.Server, task: asyncio.Task[None], host: str, port: int):
+    def __init__(
+        self,
+        server: uvicorn.Server,
+        task: asyncio.Task[None],
+        host: str,
+        port: int,
+        scheme: str = "http",
+    ):
         self._server = server
         self._task = task
         self.host = host
         self.port = port
+        self.scheme = scheme
 
     @property
     def url(self) -> str:
         """The server's base URL from this machine, e.g. ``http://127.0.0.1:3000``."""
-        return _base_url(_WILDCARD_HOSTS.get(self.host, self.host), self.port)
+        return _base_url(_WILDCARD_HOSTS.get(self.host, self.host), self.port, self.scheme)
 
     @property
     def browser_url(self) -> str:
         """The base URL the start-up lines show: ``http://localhost:PORT`` for local addresses."""
-        return _base_url("localhost" if self.host in _LOCAL_HOSTS else self.host, self.port)
+        host = "localhost" if self.host in _LOCAL_HOSTS else self.host
+        return _base_url(host, self.port, self.scheme)
 
     @property
     def running(self) -> bool:
@@ -95,6 +104,8 @@ async def start_web_server(
         ws="none",
         server_header=False,
         timeout_graceful_shutdown=_GRACEFUL_SHUTDOWN_S,
+        ssl_certfile=str(settings.tls_cert_file) if settings.tls_cert_file else None,
+        ssl_keyfile=str(settings.tls_key_file) if settings.tls_key_file else None,
     )
     server = _EmbeddedServer(config)
     task = asyncio.create_task(server.serve(sockets=[sock]), name="lipstream-web-server")
@@ -105,7 +116,7 @@ async def start_web_server(
             raise LipstreamError(f"the web server failed to start: {error}") from error
         await asyncio.sleep(_STARTUP_POLL_S)
     bound = sock.getsockname()[1]
-    handle = WebServer(server, task, host, bound)
+    handle = WebServer(server, task, host, bound, "https" if settings.tls else "http")
     announce(f"Real-time Lip Sync Token Server starting on port {bound}")
     announce(f"Serving static files from: {app.state.console_dir}")
     announce(f"Token endpoint: {handle.browser_url}/token")
@@ -146,8 +157,8 @@ async def _serve_until_stopped(settings: Settings, port: int | None) -> None:
     announce("Web server stopped")
 
 
-def _base_url(host: str, port: int) -> str:
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+def _base_url(host: str, port: int, scheme: str = "http") -> str:
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
 
 def _listen(host: str, port: int) -> socket.socket:

@@ -1,0 +1,1 @@
+"""Who may use the services: client addresses, session tokens and rate limits."""
