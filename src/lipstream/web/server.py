@@ -103,6 +103,7 @@ async def start_web_server(
         lifespan="on",
         ws="none",
         server_header=False,
+        proxy_headers=False,  # X-Forwarded-For counts from TRUSTED_PROXIES only (access/)
         timeout_graceful_shutdown=_GRACEFUL_SHUTDOWN_S,
         ssl_certfile=str(settings.tls_cert_file) if settings.tls_cert_file else None,
         ssl_keyfile=str(settings.tls_key_file) if settings.tls_key_file else None,
