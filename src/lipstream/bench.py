@@ -25,6 +25,7 @@ import numpy as np
 from lipstream.audio.timeline import FRAME_FEATURE_SHAPE
 from lipstream.bench_e2e import register_e2e
 from lipstream.bench_runtimes import RUNTIMES, SyncTalk2dLoop, build_runtimes
+from lipstream.bench_soak import register_soak
 from lipstream.bench_sync import register_sync
 from lipstream.errors import InvalidInput, PackageError
 
@@ -364,3 +365,4 @@ def register(subparsers: Any) -> None:
     model.set_defaults(func=_run_model)
     register_e2e(sub)
     register_sync(sub)
+    register_soak(sub)

@@ -72,7 +72,9 @@ class SessionResult:
         ]
 
 
-async def _session(url: str, pcm: np.ndarray, rate: int, chunk: int, binary: bool) -> SessionResult:
+async def stream_session(
+    url: str, pcm: np.ndarray, rate: int, chunk: int, binary: bool
+) -> SessionResult:
     from websockets.asyncio.client import connect
 
     result = SessionResult(frames_expected=math.ceil(len(pcm) * tl.FPS / rate))
@@ -144,7 +146,7 @@ async def run_sessions(
 ) -> dict:
     chunk = rate // tl.FPS
     results = await asyncio.gather(
-        *(_session(url, pcm, rate, chunk, binary) for _ in range(sessions))
+        *(stream_session(url, pcm, rate, chunk, binary) for _ in range(sessions))
     )
     return summarize(list(results), rate, chunk)
 

@@ -23,6 +23,33 @@ _UP = re.compile(r"lipstream is up: open (http://\S+)")
 START_TIMEOUT_S = 120.0
 
 
+def wait_for_line(process: subprocess.Popen[str], text: str, timeout_s: float) -> bool:
+    """Whether ``process`` prints a line holding ``text`` on stdout within ``timeout_s``.
+
+    Its output is read on a thread for as long as it runs, so a full pipe never blocks it.
+    """
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def drain() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=drain, daemon=True).start()
+    deadline = time.monotonic() + timeout_s
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            line = lines.get(timeout=left)
+        except queue.Empty:
+            return False
+        if line is None:  # it exited
+            return False
+        if text in line:
+            return True
+    return False
+
+
 class ServeProcess:
     """``lipstream serve`` on free ports, on ``models_dir``; ``stop()`` ends it."""
 
