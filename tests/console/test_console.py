@@ -391,3 +391,29 @@ def test_the_console_plays_and_paints_at_the_servers_audio_sample_rate(open_cons
         assert tab.messages == []
     finally:
         system.stop("web at 16 kHz")
+
+
+def test_with_session_tokens_on_the_console_fetches_its_own_and_speaks(open_console, system):
+    """SESSION_SECRET on the web server and a frame generator: the console takes a token from
+    POST /api/session for each connection; a connection without one is refused."""
+    secret = {"SESSION_SECRET": "console test secret"}
+    system.start("frames", key="frames with tokens", WEBSOCKET_PORT="8081", **secret)
+    system.start("web", key="web with tokens", PORT="3002", WEBSOCKET_PORT="8081", **secret)
+    try:
+        tab = open_console("http://127.0.0.1:3002/index.html")
+        tab.say(SENTENCE)
+        assert mouth_movement(speaking_snapshots(tab, 6)) > 0
+        stats = tab.until(lambda: (s := tab.stats())["server"] and s, timeout=10)
+        assert stats["server"]["frames_sent"] > 0
+        assert tab.messages == []
+        refused = tab.page.evaluate(
+            """() => new Promise((resolve) => {
+                const ws = new WebSocket('ws://127.0.0.1:8081/');
+                ws.onopen = () => resolve('open');
+                ws.onclose = (e) => resolve(`closed ${e.code}`);
+            })"""
+        )
+        assert refused == "closed 1006"  # the upgrade was answered 401
+    finally:
+        system.stop("web with tokens")
+        system.stop("frames with tokens")

@@ -2,27 +2,13 @@
 
 from __future__ import annotations
 
-import re
-
 import httpx
 import pytest
+from testkit.prometheus import metric
 
 from lipstream.access.session_tokens import SessionTokens, TokenRefused
 
 SECRET = "a test secret"
-
-
-def metric(text: str, name: str, **labels: str) -> float:
-    """The value of one sample in Prometheus text (0 when absent)."""
-    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
-    pattern = (
-        rf"^{re.escape(name)}(\{{{re.escape(want)}\}})? (\S+)$" if want else rf"^{name} (\S+)$"
-    )
-    for line in text.splitlines():
-        found = re.match(pattern, line)
-        if found:
-            return float(found.groups()[-1])
-    return 0.0
 
 
 def test_token_calls_past_the_limit_get_429_with_retry_after(serve, make_settings, openai):

@@ -57,6 +57,13 @@ export async function synthesize(text) {
   return response.arrayBuffer();
 }
 
+/** POST /api/session: a fresh session token, as the WebSocket address that carries it. */
+export async function fetchSessionUrl() {
+  const body = await (await call('/api/session', { method: 'POST' })).json();
+  if (!body?.websocket_url) throw new ApiError('POST /api/session answered without an address');
+  return body.websocket_url;
+}
+
 /** The frame generator's WebSocket address for this page. */
 export function websocketUrl(config, location = window.location) {
   if (config.websocket_url) return config.websocket_url;

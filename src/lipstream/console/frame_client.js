@@ -14,9 +14,15 @@ const FRAME_MAGIC = 0x4c534631; // 'LSF1' read big-endian: a binary frame's firs
 const utf8 = new TextDecoder();
 
 export class FrameClient extends EventTarget {
-  constructor(url, { statsIntervalMs = 1000, pingIntervalMs = 2000, audioSampleRate = null } = {}) {
+  // `resolveUrl` (optional, async): the address to use for each new connection, e.g. one
+  // carrying a fresh session token (tokens are checked when a connection opens, so every
+  // reconnect asks for a new one).
+  constructor(url, {
+    statsIntervalMs = 1000, pingIntervalMs = 2000, audioSampleRate = null, resolveUrl = null,
+  } = {}) {
     super();
     this.url = url;
+    this.resolveUrl = resolveUrl;
     this.audioSampleRate = audioSampleRate; // sent with `configure` on every new session
     this.statsIntervalMs = statsIntervalMs;
     this.pingIntervalMs = pingIntervalMs;
@@ -74,6 +80,22 @@ export class FrameClient extends EventTarget {
   _connect() {
     clearTimeout(this._retryTimer);
     this._setState(this.attempt === 0 ? 'connecting' : 'reconnecting');
+    if (!this.resolveUrl) {
+      this._open();
+      return;
+    }
+    Promise.resolve(this.resolveUrl()).then((url) => {
+      if (this.state === 'stopped') return;
+      this.url = url;
+      this._open();
+    }, (err) => {
+      if (this.state === 'stopped') return;
+      this.lastError = `cannot get a session token: ${err.message}`;
+      this._scheduleRetry();
+    });
+  }
+
+  _open() {
     let ws;
     try {
       ws = new WebSocket(this.url);

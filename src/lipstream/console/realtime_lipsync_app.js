@@ -3,7 +3,7 @@
 // test hook (`window.lipstream`). Drawing is frame_painter.js's; what the page says about all of
 // it is status_panel.js's and source_panels.js's.
 
-import { fetchConfig, websocketUrl } from './api.js';
+import { fetchConfig, fetchSessionUrl, websocketUrl } from './api.js';
 import { FileSource, MicrophoneSource, TextSource } from './audio_sources.js';
 import { AvSync } from './av_sync.js';
 import { FrameClient } from './frame_client.js';
@@ -187,7 +187,9 @@ class ConsoleApp {
     // and every session is configured to take it.
     const audioSampleRate = this.config.audio_sample_rate ?? 24000;
     this.avSync.setSampleRate(audioSampleRate);
-    const client = new FrameClient(url, { audioSampleRate });
+    // with SESSION_SECRET set, each connection takes a fresh token from POST /api/session
+    const resolveUrl = this.config.session?.token_required ? fetchSessionUrl : null;
+    const client = new FrameClient(url, { audioSampleRate, resolveUrl });
     this.client = client;
     this.stream = new SpeechStream({ client, avSync: this.avSync });
     this.stream.addEventListener('speech', () => this.panels.render());

@@ -56,6 +56,7 @@ class Admission:
             if url.path == "/metrics":
                 body, content_type = exposition(self.metrics.registry)
                 response = connection.respond(HTTPStatus.OK, body.decode())
+                del response.headers["Content-Type"]  # a multidict: replace, not add
                 response.headers["Content-Type"] = content_type
                 return response
             host, port = connection.local_address[:2]
