@@ -34,7 +34,8 @@ class RunningSystem:
 
     @property
     def websocket_url(self) -> str:
-        return f"ws://{self.frames.host}:{self.frames.port}/"
+        scheme = "wss" if self.settings.tls else "ws"
+        return f"{scheme}://{self.frames.host}:{self.frames.port}/"
 
     async def stop(self) -> None:
         await self.web.stop()
