@@ -46,6 +46,8 @@ from lipstream.settings import Settings
 SERVICE_NAME = lipsync_pb2.DESCRIPTOR.services_by_name["LipSyncService"].full_name
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 STOP_GRACE_S = 5.0
+MAX_CONNECTION_AGE_S = 300
+MAX_CONNECTION_AGE_GRACE_S = 600
 
 _T = TypeVar("_T")
 _log = logging.getLogger(__name__)
@@ -370,6 +372,11 @@ async def start_lipsync_server(
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            # clients reconnect now and then, so they look up `dns:///` targets again and
+            # spread onto instances that started after them; streams cut after the grace
+            # reopen (and resume) by themselves
+            ("grpc.max_connection_age_ms", MAX_CONNECTION_AGE_S * 1000),
+            ("grpc.max_connection_age_grace_ms", MAX_CONNECTION_AGE_GRACE_S * 1000),
         ]
     )
     servicer = LipSyncServicer(settings, registry, batcher, metrics)
