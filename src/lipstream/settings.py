@@ -83,6 +83,7 @@ class Settings(BaseSettings):
     tls_key_file: Path | None = None
     grpc_tls_ca_file: Path | None = None  # the frame generator trusts it for the lip-sync service
     client_send_timeout_s: float = Field(10.0, ge=0.5, le=600.0)  # a client not reading: closed
+    header_timeout_s: float = Field(10.0, ge=0.5, le=600.0)  # slow request headers: cut off
 
     # Logs and debug
     log_level: str = "INFO"

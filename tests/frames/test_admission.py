@@ -10,6 +10,7 @@ from unittest import mock
 
 import pytest
 from testkit.prometheus import metric
+from testkit.slow_client import trickle_until_closed
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
@@ -194,3 +195,9 @@ def _masked_text(text: str) -> bytes:
 
 def _masked_binary(data: bytes) -> bytes:
     return _frame(0x2, data)
+
+
+def test_a_handshake_sent_byte_by_byte_is_cut_off(start_system, models_dir):
+    system = start_system(models_dir=models_dir, header_timeout_s=1.0)
+    host, port = system.websocket_url.removeprefix("ws://").rstrip("/").rsplit(":", 1)
+    assert trickle_until_closed(host, int(port), 20.0) < 10.0

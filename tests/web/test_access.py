@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 from testkit.prometheus import metric
+from testkit.slow_client import trickle_until_closed
 
 from lipstream.access.session_tokens import SessionTokens, TokenRefused
 
@@ -85,3 +86,10 @@ def test_metrics_count_requests_by_route_and_status(web):
     assert metric(text, "lipstream_http_requests_total", route="/healthz", status="200") == 2
     assert metric(text, "lipstream_http_requests_total", route="console", status="404") == 1
     assert metric(text, "lipstream_errors_total", code="404") == 1
+
+
+def test_headers_sent_byte_by_byte_are_cut_off(serve, make_settings):
+    server = serve(make_settings(header_timeout_s=1.0))
+    host, port = server.url.removeprefix("http://").rsplit(":", 1)
+    assert trickle_until_closed(host, int(port), 20.0) < 10.0
+    assert httpx.get(f"{server.url}/healthz").status_code == 200  # others are served

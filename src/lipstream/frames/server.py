@@ -493,7 +493,7 @@ async def start_frame_server(settings: Settings) -> FrameServerHandle:
         process_request=generator.process_request,
         ping_interval=20,
         ping_timeout=20,
-        open_timeout=10,  # a handshake sent byte by byte is cut off
+        open_timeout=settings.header_timeout_s,  # a handshake sent byte by byte is cut off
         ssl=_server_tls(settings),
     )
     port = server.sockets[0].getsockname()[1]

@@ -15,8 +15,10 @@ import signal
 import socket
 from collections.abc import Iterator
 
+import h11
 import uvicorn
 from starlette.applications import Starlette
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from lipstream.errors import LipstreamError
 from lipstream.logs import announce
@@ -29,6 +31,54 @@ _LOCAL_HOSTS = {"", "0.0.0.0", "::", "127.0.0.1", "::1", "localhost"}
 _WILDCARD_HOSTS = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}
 _STARTUP_POLL_S = 0.01
 _GRACEFUL_SHUTDOWN_S = 5
+
+
+class _HeaderDeadline(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol, closing a connection whose request line and headers do
+    not all arrive within ``header_timeout_s`` of their first byte (or of the connection):
+    a client trickling headers byte by byte (slowloris) cannot hold a connection open."""
+
+    header_timeout_s = 10.0
+    _headers_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        if self.conn.their_state is h11.IDLE:  # a new request is starting
+            self._arm()
+        super().data_received(data)
+
+    def handle_events(self) -> None:
+        super().handle_events()
+        if self.conn.their_state is not h11.IDLE:  # its headers are in
+            self._disarm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _arm(self) -> None:
+        if self._headers_timer is None:
+            self._headers_timer = self.loop.call_later(self.header_timeout_s, self._too_slow)
+
+    def _disarm(self) -> None:
+        if self._headers_timer is not None:
+            self._headers_timer.cancel()
+            self._headers_timer = None
+
+    def _too_slow(self) -> None:
+        self._headers_timer = None
+        if not self.transport.is_closing():
+            log.info(
+                "closed a connection from %s: no complete request headers in time", self.client
+            )
+            self.transport.close()
+
+
+def _header_deadline(timeout_s: float) -> type[_HeaderDeadline]:
+    return type("HeaderDeadline", (_HeaderDeadline,), {"header_timeout_s": timeout_s})
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -104,6 +154,7 @@ async def start_web_server(
         ws="none",
         server_header=False,
         proxy_headers=False,  # X-Forwarded-For counts from TRUSTED_PROXIES only (access/)
+        http=_header_deadline(settings.header_timeout_s),
         timeout_graceful_shutdown=_GRACEFUL_SHUTDOWN_S,
         ssl_certfile=str(settings.tls_cert_file) if settings.tls_cert_file else None,
         ssl_keyfile=str(settings.tls_key_file) if settings.tls_key_file else None,
