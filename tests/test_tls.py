@@ -85,3 +85,25 @@ def test_the_lipsync_service_speaks_grpc_over_tls_only(tls_system, certificates)
     with grpc.insecure_channel(address) as channel, pytest.raises(grpc.RpcError) as refused:
         pb_grpc.LipSyncServiceStub(channel).ListModels(pb.ListModelsRequest(), timeout=5)
     assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def test_a_list_of_instances_over_tls_checks_the_name_given(tls_system, certificates):
+    import asyncio
+
+    from lipstream.errors import ServiceUnavailable
+    from lipstream.frames.lipsync_client import LipSyncClient
+
+    port = tls_system.system.lipsync.port
+    target = f"ipv4:127.0.0.1:{port},127.0.0.1:{port}"
+    credentials = grpc.ssl_channel_credentials(certificates["ca"].read_bytes())
+
+    async def models(server_name: str) -> list[str]:
+        client = LipSyncClient(target, 5000, tls=credentials, tls_server_name=server_name)
+        try:
+            return sorted(await client.models(refresh=True))
+        finally:
+            await client.close()
+
+    assert "demo" in asyncio.run(models("localhost"))
+    with pytest.raises(ServiceUnavailable):  # a name the certificate does not carry
+        asyncio.run(models("lipsync.example.org"))

@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     tls_cert_file: Path | None = None  # with tls_key_file: HTTPS, WSS and gRPC over TLS
     tls_key_file: Path | None = None
     grpc_tls_ca_file: Path | None = None  # the frame generator trusts it for the lip-sync service
+    grpc_tls_server_name: str = (
+        ""  # the name the service's certificate must carry (default: the target's host)
+    )
     client_send_timeout_s: float = Field(10.0, ge=0.5, le=600.0)  # a client not reading: closed
     header_timeout_s: float = Field(10.0, ge=0.5, le=600.0)  # slow request headers: cut off
 

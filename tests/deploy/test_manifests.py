@@ -3,7 +3,8 @@
 No cluster and no Docker daemon are at hand, so every manifest is checked against the Kubernetes
 API schemas (kubernetes-validate, strict: unknown fields fail too), and the facts the deployment
 rests on are checked on the parsed documents: probes where the services answer them, the
-headless Service behind the frame generator's dns:/// target, setting names lipstream knows.
+headless Service behind the frame generator's dns:/// target, setting names lipstream knows,
+Prometheus' scrape annotations on the ports that answer GET /metrics.
 Each check is a function returning the problems it finds; the tests run it on the real files and
 on a broken copy, so that each check is seen to fail when it should.
 """
@@ -193,24 +194,67 @@ def probe_problems(docs: list[Doc]) -> list[str]:
     return problems
 
 
+def metrics_ports(docs: list[Doc]) -> dict[str, int]:
+    """The port each Deployment's service answers GET /metrics on, from the ConfigMap."""
+    config = config_data(docs)
+    return {
+        "lipsync": int(config["GRPC_METRICS_PORT"]),
+        "frames": int(config["WEBSOCKET_PORT"]),
+        "web": int(config["PORT"]),
+    }
+
+
 def port_problems(docs: list[Doc]) -> list[str]:
-    """Container ports and Service target ports are the ports the ConfigMap gives the services."""
+    """Container ports and Service target ports are the ports the ConfigMap gives the services
+    (the lip-sync pods also declare their metrics port; its Service carries gRPC only)."""
     config = config_data(docs)
     expected = {
         "lipsync": int(config["GRPC_SERVER_PORT"]),
         "frames": int(config["WEBSOCKET_PORT"]),
         "web": int(config["PORT"]),
     }
+    extra = {"lipsync": [int(config["GRPC_METRICS_PORT"])]}
     problems = []
     for name, port in expected.items():
         declared = [
             p["containerPort"] for p in containers(find(docs, "Deployment", name))[0]["ports"]
         ]
-        if declared != [port]:
-            problems.append(f"Deployment {name} declares ports {declared}, not {port}")
+        wanted = [port, *extra.get(name, [])]
+        if declared != wanted:
+            problems.append(f"Deployment {name} declares ports {declared}, not {wanted}")
         targets = [p["targetPort"] for p in find(docs, "Service", name)["spec"]["ports"]]
         if targets != [port]:
             problems.append(f"Service {name} targets ports {targets}, not {port}")
+    return problems
+
+
+SCRAPE_ANNOTATIONS = ("prometheus.io/scrape", "prometheus.io/port", "prometheus.io/path")
+
+
+def scrape_problems(docs: list[Doc]) -> list[str]:
+    """Every Deployment's pods ask Prometheus to scrape GET /metrics on a port they declare,
+    the one their service answers it on."""
+    answers_on = metrics_ports(docs)
+    problems = []
+    for deployment in (d for d in docs if d["kind"] == "Deployment"):
+        name = deployment["metadata"]["name"]
+        annotations = deployment["spec"]["template"]["metadata"].get("annotations", {})
+        missing = [key for key in SCRAPE_ANNOTATIONS if key not in annotations]
+        if missing:
+            problems.append(f"{name}: no {', '.join(missing)} annotation")
+            continue
+        if annotations["prometheus.io/scrape"] != "true":
+            problems.append(f'{name}: prometheus.io/scrape is not "true"')
+        if annotations["prometheus.io/path"] != "/metrics":
+            problems.append(f"{name}: prometheus.io/path is not /metrics")
+        port = str(annotations["prometheus.io/port"])
+        declared = [str(p["containerPort"]) for c in containers(deployment) for p in c["ports"]]
+        if port not in declared:
+            problems.append(f"{name}: prometheus.io/port {port} is not one of its ports {declared}")
+        elif name in answers_on and port != str(answers_on[name]):
+            problems.append(
+                f"{name}: prometheus.io/port {port}, but /metrics is on {answers_on[name]}"
+            )
     return problems
 
 
@@ -345,6 +389,11 @@ def test_probes_and_ports_are_those_the_services_use(docs):
     assert config_data(docs)["HOST"] == "0.0.0.0"  # on loopback only, no probe would reach it
 
 
+def test_every_deployment_is_annotated_for_prometheus(docs):
+    assert int(config_data(docs)["GRPC_METRICS_PORT"]) == 9091
+    assert scrape_problems(docs) == []
+
+
 def test_the_web_probe_path_is_answered_by_the_web_server(docs, tmp_path):
     probe = containers(find(docs, "Deployment", "web"))[0]["readinessProbe"]["httpGet"]["path"]
     app = create_app(Settings(_env_file=None, models_dir=tmp_path))
@@ -476,14 +525,35 @@ def test_a_probe_or_port_that_misses_the_service_is_caught(docs):
         "frames livenessProbe is not tcpSocket on WEBSOCKET_PORT",
     ]
     assert port_problems(copied) == [
-        "Deployment frames declares ports [8080], not 8081",
+        "Deployment frames declares ports [8080], not [8081]",
         "Service frames targets ports [8080], not 8081",
+    ]
+    copied, config = broken(docs, "ConfigMap", "lipstream-config")
+    config["data"]["GRPC_METRICS_PORT"] = "9092"
+    assert port_problems(copied) == [
+        "Deployment lipsync declares ports [50051, 9091], not [50051, 9092]"
     ]
     copied, lipsync = broken(docs, "Deployment", "lipsync")
     containers(lipsync)[0]["readinessProbe"]["grpc"]["service"] = "lipsync"
     assert probe_problems(copied) == [
         "lipsync readinessProbe is not grpc {'port': 50051, 'service': 'lipsync.LipSyncService'}"
     ]
+
+
+def test_a_missing_or_wrong_scrape_annotation_is_caught(docs):
+    copied, web = broken(docs, "Deployment", "web")
+    del web["spec"]["template"]["metadata"]["annotations"]["prometheus.io/path"]
+    assert scrape_problems(copied) == ["web: no prometheus.io/path annotation"]
+    copied, frames = broken(docs, "Deployment", "frames")
+    frames["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"] = "9090"
+    frames["spec"]["template"]["metadata"]["annotations"]["prometheus.io/scrape"] = "false"
+    assert scrape_problems(copied) == [
+        'frames: prometheus.io/scrape is not "true"',
+        "frames: prometheus.io/port 9090 is not one of its ports ['8080']",
+    ]
+    copied, lipsync = broken(docs, "Deployment", "lipsync")
+    lipsync["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"] = "50051"
+    assert scrape_problems(copied) == ["lipsync: prometheus.io/port 50051, but /metrics is on 9091"]
 
 
 def test_a_missing_claim_or_a_pinned_replica_count_is_caught(docs):

@@ -138,3 +138,53 @@ def test_bounds_and_bad_input(speech):
     assert len(state) == MAX_UTTERANCES
     state.clear()
     assert len(state) == 0
+
+
+def test_frames_far_past_the_end_are_refused_without_computing_them(speech):
+    encode = encoder(7)
+    utt = UtteranceFeatures()
+    utt.add_audio(0, speech[:10000])
+    utt.end(10000)
+    encode.calls.clear()
+    with pytest.raises(InvalidInput, match="past the end of its utterance, which has 16 frames"):
+        utt.features(encode, 20000, 1)
+    assert encode.calls == []
+
+
+def test_a_piece_that_replaces_the_audio_gives_the_right_frames(speech):
+    encode = encoder(8)
+    offline = offline_features(speech, encode)
+    utt = UtteranceFeatures()
+    utt.add_audio(0, speech[: tl.samples_needed(20)])
+    utt.features(encode, 0, 10)  # frames 10.. wait in the extractor
+    start = max(tl.first_sample_needed(60), 0)
+    utt.add_audio(start, speech[start : tl.samples_needed(64)])  # the client started over
+    np.testing.assert_allclose(utt.features(encode, 60, 5), offline[60:65], rtol=1e-5, atol=1e-5)
+
+
+def test_an_encoder_failure_costs_one_request_not_the_utterance(speech):
+    good = encoder(9)
+    offline = offline_features(speech, good)
+    failing = {"now": False}
+
+    def flaky(windows):
+        if failing["now"]:
+            raise RuntimeError("out of memory")
+        return good(windows)
+
+    utt = UtteranceFeatures()
+    utt.add_audio(0, speech)
+    np.testing.assert_allclose(utt.features(flaky, 0, 5), offline[:5], rtol=1e-5, atol=1e-5)
+    failing["now"] = True
+    with pytest.raises(RuntimeError):
+        utt.features(flaky, 5, 5)
+    failing["now"] = False
+    np.testing.assert_allclose(utt.features(flaky, 5, 5), offline[5:10], rtol=1e-5, atol=1e-5)
+
+
+def test_audio_that_ends_where_a_frame_starts_reading_is_missing_audio(speech):
+    utt = UtteranceFeatures()
+    needed = tl.first_sample_needed(40)
+    utt.add_audio(0, speech[:needed])
+    with pytest.raises(AudioMissing):
+        utt.features(encoder(10), 40, 1)

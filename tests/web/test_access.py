@@ -93,3 +93,15 @@ def test_headers_sent_byte_by_byte_are_cut_off(serve, make_settings):
     host, port = server.url.removeprefix("http://").rsplit(":", 1)
     assert trickle_until_closed(host, int(port), 20.0) < 10.0
     assert httpx.get(f"{server.url}/healthz").status_code == 200  # others are served
+
+
+def test_a_second_forwarded_for_line_from_the_proxy_is_the_one_that_counts(
+    serve, make_settings, openai
+):
+    """A proxy that adds its own X-Forwarded-For line (instead of extending the client's)."""
+    server = serve(make_settings(rate_limit_token="1/minute", trusted_proxies="127.0.0.1"))
+    answers = []
+    for forged in ("1.1.1.1", "2.2.2.2"):  # the client writes a new address each time
+        headers = [("X-Forwarded-For", forged), ("X-Forwarded-For", "10.9.9.9")]
+        answers.append(httpx.post(f"{server.url}/token", headers=headers).status_code)
+    assert answers == [200, 429]

@@ -46,8 +46,9 @@ class Admission:
 
     def client_address(self, ws: ServerConnection) -> str:
         peer = ws.remote_address[0] if ws.remote_address else None
-        forwarded = ws.request.headers.get("X-Forwarded-For") if ws.request else None
-        return self.addresses.resolve(peer, forwarded)
+        # every X-Forwarded-For line: a proxy may add its own rather than extend the first
+        lines = ws.request.headers.get_all("X-Forwarded-For") if ws.request else []
+        return self.addresses.resolve(peer, ",".join(lines) or None)
 
     def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         """None lets an upgrade through; a Response answers the request instead."""

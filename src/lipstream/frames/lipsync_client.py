@@ -98,15 +98,21 @@ class LipSyncClient:
         address: str,
         deadline_ms: int = 5000,
         tls: grpc.ChannelCredentials | None = None,
+        tls_server_name: str = "",
     ) -> None:
         """``address``: any gRPC target (``host:port``, ``ipv4:a:p,b:p``, ``dns:///name:port``);
-        ``tls``: credentials to reach the service over TLS (``client_tls``)."""
+        ``tls``: credentials to reach the service over TLS (``client_tls``);
+        ``tls_server_name``: the name the service's certificate must carry, when not the
+        target's own host (a list of addresses has none)."""
         self.address = address
         self.deadline_s = deadline_ms / 1000.0
         if tls is None:
             self._channel = grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS)
         else:
-            self._channel = grpc.aio.secure_channel(address, tls, options=_CHANNEL_OPTIONS)
+            options = list(_CHANNEL_OPTIONS)
+            if tls_server_name:
+                options.append(("grpc.ssl_target_name_override", tls_server_name))
+            self._channel = grpc.aio.secure_channel(address, tls, options=options)
         self._stub = pb_grpc.LipSyncServiceStub(self._channel)
         self._models: dict[str, SessionModel] = {}
         self._models_at = -1e9

@@ -467,7 +467,10 @@ async def start_frame_server(settings: Settings) -> FrameServerHandle:
     """Start the frame generator on settings.host:websocket_port (0 picks a free port)."""
     announce("Real-time Lip Sync Frame Generator initialized")
     client = LipSyncClient(
-        settings.lipsync_address, settings.grpc_deadline_ms, tls=client_tls(settings)
+        settings.lipsync_address,
+        settings.grpc_deadline_ms,
+        tls=client_tls(settings),
+        tls_server_name=settings.grpc_tls_server_name,
     )
     try:
         await client.models(refresh=True)
@@ -478,12 +481,6 @@ async def start_frame_server(settings: Settings) -> FrameServerHandle:
             "sessions will connect when it is up"
         )
     generator = FrameGenerator(settings, client)
-    if generator.admission.tokens is None:
-        log.warning(
-            "SESSION_SECRET is not set: the frame generator accepts any client that reaches "
-            "port %d",
-            settings.websocket_port,
-        )
     server = await serve(
         generator.handle,
         settings.host,
@@ -497,6 +494,12 @@ async def start_frame_server(settings: Settings) -> FrameServerHandle:
         ssl=_server_tls(settings),
     )
     port = server.sockets[0].getsockname()[1]
+    if generator.admission.tokens is None:
+        log.warning(
+            "SESSION_SECRET is not set: the frame generator accepts any client that reaches "
+            "port %d",
+            port,
+        )
     scheme = "wss" if settings.tls else "ws"
     announce(f"WebSocket server started on {scheme}://{settings.host}:{port}")
     announce(f"Connect your browser to {scheme}://{settings.host}:{port}")

@@ -39,7 +39,7 @@ class DeadlineExceeded(LipstreamError, TimeoutError):
 
 
 # A job's audio features, or a function that makes them (run on the worker thread, off the
-# event loop); it may raise InvalidInput, which fails that job only.
+# event loop); whatever it raises fails that job only.
 Features = np.ndarray | Callable[[], np.ndarray]
 
 
@@ -281,6 +281,10 @@ class Batcher:
             try:
                 features = job.features() if callable(job.features) else job.features
             except LipstreamError as exc:  # a bad request fails alone
+                _fail(job, exc)
+                continue
+            except Exception as exc:  # so does one whose features broke: not the batch
+                self._log.exception("the features of a request failed")
                 _fail(job, exc)
                 continue
             live.append((job, features))

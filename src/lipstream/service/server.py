@@ -189,6 +189,7 @@ class LipSyncServicer(lipsync_pb2_grpc.LipSyncServiceServicer):
                 yield response
         except LipstreamError as exc:
             code = status_code(exc)
+            self.metrics.errors.labels(code.name).inc()  # the stream as a whole
             _log.log(
                 _LOG_LEVEL.get(code, logging.INFO), "StreamLipSync ended (%s): %s", code.name, exc
             )
@@ -204,6 +205,11 @@ class LipSyncServicer(lipsync_pb2_grpc.LipSyncServiceServicer):
             answer = await self._make_stream_frames(state, request)
         except LipstreamError as exc:
             self.metrics.answered("StreamLipSync", status_code(exc).name)
+            raise
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self.metrics.answered("StreamLipSync", grpc.StatusCode.INTERNAL.name)
             raise
         self.metrics.answered("StreamLipSync", "OK")
         return answer

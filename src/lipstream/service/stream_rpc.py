@@ -27,6 +27,8 @@ from lipstream.service.stream_state import StreamState
 
 _log = logging.getLogger(__name__)
 
+MAX_UNANSWERED = 32  # frames requests of one stream in flight or waiting to be sent
+
 # makes one frames request's answer from the stream's state (LipSyncServicer._stream_frames)
 MakeFrames = Callable[[StreamState, pb.StreamFrames], Awaitable[pb.BatchInferenceResponse]]
 StatusOf = Callable[[LipstreamError], grpc.StatusCode]
@@ -63,17 +65,14 @@ async def serve_stream(
     state = StreamState()
     answers: asyncio.Queue[pb.StreamResponse | BaseException | None] = asyncio.Queue()
     pending: dict[int, asyncio.Task[None]] = {}
+    # requests not yet answered and sent: past the bound the stream stops reading (a client
+    # that sends requests but reads no answers holds at most this many)
+    room = asyncio.Semaphore(MAX_UNANSWERED)
 
     async def answer(request: pb.StreamFrames) -> None:
         try:
             frames = await make_frames(state, request)
             response = pb.StreamResponse(request_id=request.request_id, frames=frames)
-        except asyncio.CancelledError:  # interrupted: the client no longer waits for it
-            response = pb.StreamResponse(
-                request_id=request.request_id,
-                error_code=_code(grpc.StatusCode.CANCELLED),
-                error="interrupted",
-            )
         except LipstreamError as exc:
             response = pb.StreamResponse(
                 request_id=request.request_id, error_code=_code(status_of(exc)), error=str(exc)
@@ -99,13 +98,23 @@ async def serve_stream(
                             f"request_id {request.frames.request_id} is already in flight: "
                             "each frames request needs its own"
                         )
+                    await room.acquire()
                     rid = request.frames.request_id
                     pending[rid] = asyncio.create_task(answer(request.frames))
                     pending[rid].add_done_callback(partial(_forget, pending, rid))
                 elif kind == "interrupt":
                     state.clear()
-                    for task in list(pending.values()):
-                        task.cancel()
+                    for rid, task in list(pending.items()):
+                        if task.done():  # answered already
+                            continue
+                        task.cancel()  # a job not yet started is skipped
+                        answers.put_nowait(
+                            pb.StreamResponse(
+                                request_id=rid,
+                                error_code=_code(grpc.StatusCode.CANCELLED),
+                                error="interrupted",
+                            )
+                        )
                 else:
                     raise InvalidInput("a StreamRequest must hold audio, frames or interrupt")
             while pending:  # the client is done sending: answer what it asked for
@@ -120,6 +129,7 @@ async def serve_stream(
             if isinstance(item, BaseException):
                 raise item
             yield item
+            room.release()
     finally:
         reader.cancel()
         for task in list(pending.values()):

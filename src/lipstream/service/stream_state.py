@@ -28,6 +28,7 @@ from lipstream.errors import InvalidInput
 RETAIN_SAMPLES = tl.SAMPLE_RATE  # held behind the next frame's needs: one second
 MAX_HELD_SAMPLES = 10 * tl.SAMPLE_RATE  # audio held ahead of the frames asked for, at most
 MAX_UTTERANCES = 4  # per stream; the oldest is forgotten first
+MAX_FRAMES_PAST_END = 64  # silent frames a request may ask for past an utterance's end
 
 
 class AudioMissing(InvalidInput):
@@ -38,15 +39,22 @@ class AudioMissing(InvalidInput):
 
 
 class UtteranceFeatures:
-    """One utterance's audio as held by the service, and its features as they are computed."""
+    """One utterance's audio as held by the service, and its features as they are computed.
+
+    The audio (``_audio`` from ``_first``, and ``_generation``, which counts the times it was
+    replaced) is shared with the event loop under ``_lock``; the extractor, the frames ready
+    and how far the extractor was fed belong to the worker thread alone.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._audio = np.zeros(0, np.float32)
         self._first = 0  # utterance sample index of _audio[0]
+        self._generation = 0  # +1 each time a separate piece replaced the audio
         self.total_samples: int | None = None  # known once the utterance has ended
         self._extractor: StreamingFeatureExtractor | None = None
         self._encoder: Encoder | None = None  # the encoder the extractor runs
+        self._ext_generation = -1  # the audio generation the extractor was fed from
         self._fed = 0  # utterance samples pushed into the extractor
         self._ready: dict[int, np.ndarray] = {}  # frames computed, not yet asked for
 
@@ -75,7 +83,7 @@ class UtteranceFeatures:
                 self._audio, self._first = merged, lo
             else:
                 self._audio, self._first = samples.copy(), start
-                self._extractor = None  # its audio is gone
+                self._generation += 1  # the extractor's audio is gone: it starts over
             if len(self._audio) > MAX_HELD_SAMPLES:
                 raise InvalidInput(
                     f"the stream sent {len(self._audio) / tl.SAMPLE_RATE:.1f} s of audio ahead "
@@ -93,60 +101,85 @@ class UtteranceFeatures:
         """Generator inputs float32 [count, 32, 16, 16] of utterance frames ``first ..``.
 
         Equal to the same frames of ``offline_features`` over the whole utterance. Raises
-        AudioMissing when the audio those frames read is not held.
+        AudioMissing when the audio those frames read is not held, InvalidInput for frames
+        far past the end of an utterance that has ended.
         """
         last = first + count - 1
         if count < 1 or first < 0:
             raise InvalidInput(f"frames count from 0: got first={first}, count={count}")
-        if self._encoder is not encode or any(k not in self._ready for k in range(first, last + 1)):
-            self._compute(encode, first, last)
+        total = self.total_samples
+        if total is not None and last >= tl.frame_count(total) + MAX_FRAMES_PAST_END:
+            raise InvalidInput(
+                f"frame {last} is past the end of its utterance, which has "
+                f"{tl.frame_count(total)} frames"
+            )
+        with self._lock:
+            audio, start, generation = self._audio, self._first, self._generation
+        if (
+            self._encoder is not encode
+            or self._ext_generation != generation
+            or any(k not in self._ready for k in range(first, last + 1))
+        ):
+            try:
+                self._compute(encode, first, last, audio, start, generation)
+            except BaseException:
+                self._extractor = None  # half-fed: the next request starts a fresh one
+                self._ready.clear()
+                raise
         out = np.stack([self._ready.pop(k) for k in range(first, last + 1)])
         for k in [k for k in self._ready if k <= last]:
             del self._ready[k]
         with self._lock:  # what the next frames read, and a second more
-            keep = max(tl.first_sample_needed(last + 1) - RETAIN_SAMPLES, self._first)
-            keep = min(keep, self._fed)
-            self._audio = self._audio[keep - self._first :]
-            self._first = keep
+            if self._generation == generation:
+                keep = max(tl.first_sample_needed(last + 1) - RETAIN_SAMPLES, self._first)
+                keep = min(keep, self._fed, self._first + len(self._audio))
+                self._audio = self._audio[keep - self._first :]
+                self._first = keep
         return out
 
-    def _compute(self, encode: Encoder, first: int, last: int) -> None:
-        with self._lock:
-            audio, start = self._audio, self._first
-        end = start + len(audio)
+    def _compute(
+        self, encode: Encoder, first: int, last: int, audio: np.ndarray, start: int, generation: int
+    ) -> None:
+        # feed only as far as the request reaches (and what is held): frames are not made
+        # long before they are asked for
+        end = min(start + len(audio), max(tl.samples_needed(last), self._fed))
         ext = self._extractor
         behind = ext is not None and any(
             k not in self._ready for k in range(first, min(ext.next_frame, last + 1))
         )
-        if ext is None or self._encoder is not encode or behind or self._fed < start:
+        stale = self._ext_generation != generation or self._fed < start
+        if ext is None or self._encoder is not encode or behind or stale:
+            self._extractor = None
             self._ready.clear()
             needed = max(tl.first_sample_needed(first), 0)
-            if start > needed or end < needed:
+            if start > needed or end <= needed:
                 raise AudioMissing(
                     f"frame {first} reads the utterance's audio from sample {needed} on; the "
-                    f"stream holds samples {start}..{end}: send the frames' audio again"
+                    f"stream holds samples {start}..{start + len(audio)}: send the frames' "
+                    "audio again"
                 )
             ext = StreamingFeatureExtractor(encode)
-            self._extractor, self._encoder = ext, encode
-            self._store(ext.resume(first, audio[needed - start :], needed))
+            self._store(ext.resume(first, audio[needed - start : end - start], needed))
+            self._extractor, self._encoder, self._ext_generation = ext, encode, generation
             self._fed = end
         elif end > self._fed:
-            self._store(ext.push(audio[self._fed - start :]))
+            self._store(ext.push(audio[self._fed - start : end - start]))
             self._fed = end
         if last in self._ready:
             return
         total = self.total_samples
-        if total is not None and self._fed >= total:
+        if total is not None and self._fed >= total and start + len(audio) >= total:
             # continued with silence: every frame left, and as far as the request reaches
             reach = tl.frame_count(total) - 1
             if last > reach:
-                self._store(ext.push(np.zeros(tl.SAMPLES_PER_FRAME * (last - reach), np.float32)))
+                silence = np.zeros(tl.SAMPLES_PER_FRAME * (last - reach), np.float32)
+                self._store(ext.push(silence))
             self._store(ext.flush())
             self._extractor = None
         if last not in self._ready:
             raise AudioMissing(
                 f"frame {last} needs the utterance's audio up to sample "
-                f"{tl.samples_needed(last)}; the stream has sent up to {self._fed}"
+                f"{tl.samples_needed(last)}; the stream has sent up to {start + len(audio)}"
             )
 
     def _store(self, frames) -> None:

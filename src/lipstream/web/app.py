@@ -15,6 +15,7 @@ import os
 import stat
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -82,7 +83,7 @@ def create_app(settings: Settings, *, openai_timeout_s: float = DEFAULT_TIMEOUT_
     async def limit(request: Request) -> None:
         client = addresses.resolve(
             request.client.host if request.client else None,
-            request.headers.get("x-forwarded-for"),
+            ",".join(request.headers.getlist("x-forwarded-for")) or None,
         )
         await limits.hit(request.url.path, client)
 
@@ -108,7 +109,7 @@ def create_app(settings: Settings, *, openai_timeout_s: float = DEFAULT_TIMEOUT_
             {
                 "token": token,
                 "expires_at": expires_at,
-                "websocket_url": f"{base}?token={token}",
+                "websocket_url": _with_query(base, token=token),
             },
             headers={"Cache-Control": "no-store"},
         )
@@ -268,3 +269,10 @@ async def _read_body(request: Request, limit: int) -> bytes:
         if len(body) > limit:
             raise BodyTooLarge(limit)
     return bytes(body)
+
+
+def _with_query(url: str, **params: str) -> str:
+    """``url`` with ``params`` added to its query string (kept if it has one)."""
+    parts = urlsplit(url)
+    query = urlencode([*parse_qsl(parts.query, keep_blank_values=True), *params.items()])
+    return urlunsplit(parts._replace(query=query))
