@@ -118,3 +118,25 @@ def test_a_speed_package_serves_the_avatar_with_a_network_of_another_width(tmp_p
     model = open_model(folder, "onnx-int8", "cpu")
     mouths = model.generator.generate([0, 1], np.zeros((2, 32, 16, 16), np.float32))
     assert mouths.shape == (2, 320, 320, 3)
+
+
+def test_bench_soak_samples_each_service_while_sessions_stream(speech_wav, demo_package):
+    import asyncio
+
+    from lipstream.audio.files import read_audio_file
+    from lipstream.bench_soak import SERVICES, Services, soak
+
+    pcm = read_audio_file(speech_wav, 24000).samples[: 2 * 24000]  # two-second utterances
+    services = Services(demo_package.parent)
+    lines: list[str] = []
+    try:
+        result = asyncio.run(soak(services, pcm, 24000, 0.1, 2, 2.0, log=lines.append))
+    finally:
+        services.stop()
+    assert result.utterances >= 2 and result.errors == {}
+    assert result.frames_delivered == result.frames_expected == 50 * result.utterances
+    assert result.api_calls == 3 * result.utterances
+    assert len(result.samples) >= 3 and len(lines) == len(result.samples) - 1
+    for name in SERVICES:
+        assert all(s[f"{name}_rss_mib"] > 10 and s[f"{name}_fds"] > 2 for s in result.samples)
+    assert all(p.poll() is not None for p in services.processes.values())  # all stopped

@@ -23,6 +23,44 @@ _UP = re.compile(r"lipstream is up: open (http://\S+)")
 START_TIMEOUT_S = 120.0
 
 
+# what each service prints once it is ready
+READY_LINES = {
+    "grpc": "Service ready for inference",
+    "frames": "WebSocket server started",
+    "web": "Browser access",
+    "serve": "lipstream is up",
+}
+
+
+def start_service(command: str, env: dict[str, str], timeout_s: float = START_TIMEOUT_S):
+    """``lipstream COMMAND`` as a child process with ``env``, once it says it is ready."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lipstream.cli", command],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    if not wait_for_line(process, READY_LINES[command], timeout_s):
+        stop_process(process)
+        raise LipstreamError(
+            f"lipstream {command} did not start within {timeout_s:.0f} s; run it to see why"
+        )
+    return process
+
+
+def stop_process(process: subprocess.Popen, grace_s: float = 15.0) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within ``grace_s``."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def wait_for_line(process: subprocess.Popen[str], text: str, timeout_s: float) -> bool:
     """Whether ``process`` prints a line holding ``text`` on stdout within ``timeout_s``.
 
@@ -95,9 +133,4 @@ class ServeProcess:
         lines.put(None)
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(15)
+        stop_process(self.process)

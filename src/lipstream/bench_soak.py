@@ -17,7 +17,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -25,15 +24,10 @@ from pathlib import Path
 
 from lipstream.audio.files import read_audio_file
 from lipstream.bench_e2e import DEFAULT_SPEECH, stream_session
-from lipstream.bench_serve import wait_for_line
+from lipstream.bench_serve import start_service, stop_process
 from lipstream.errors import InvalidInput, LipstreamError
 
 SERVICES = ("grpc", "frames", "web")
-_READY = {
-    "grpc": "Service ready for inference",
-    "frames": "WebSocket server started",
-    "web": "Browser access",
-}
 
 
 def _free_port() -> int:
@@ -92,16 +86,7 @@ class Services:
         self.processes: dict[str, subprocess.Popen[str]] = {}
         try:
             for name in SERVICES:
-                process = subprocess.Popen(
-                    [sys.executable, "-m", "lipstream.cli", name],
-                    env=env,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.DEVNULL,
-                    text=True,
-                )
-                self.processes[name] = process
-                if not wait_for_line(process, _READY[name], 180.0):
-                    raise LipstreamError(f"lipstream {name} did not start; run it to see why")
+                self.processes[name] = start_service(name, env, 180.0)
         except BaseException:
             self.stop()
             raise
@@ -116,11 +101,7 @@ class Services:
 
     def stop(self) -> None:
         for process in reversed(list(self.processes.values())):
-            process.terminate()
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            stop_process(process)
 
 
 async def _client(services: Services, pcm, rate: int, deadline: float, result: SoakResult) -> None:

@@ -27,6 +27,7 @@ from testkit.fake_openai import OPENAI_KEY, FakeOpenAI, serve_fake_openai
 from testkit.loop import LoopThread
 from testkit.network import TestNetwork
 
+from lipstream.bench_serve import stop_process
 from lipstream.bench_sync import CHROMIUM_ARGS as BENCH_CHROMIUM_ARGS
 from lipstream.bench_sync import write_capture
 
@@ -76,13 +77,7 @@ class Service:
             raise RuntimeError(f"lipstream {command} did not start:\n" + "\n".join(self.output))
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
 
 class ConsoleSystem:

@@ -7,8 +7,6 @@ import json
 import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 import urllib.request
 
@@ -19,7 +17,7 @@ from testkit.prometheus import metric
 from websockets.sync.client import connect
 
 from lipstream.audio.files import read_audio_file
-from lipstream.bench_serve import wait_for_line
+from lipstream.bench_serve import start_service, stop_process
 from lipstream.frames.protocol import parse_binary_frame
 from lipstream.frames.server import start_frame_server
 from lipstream.settings import load_settings
@@ -44,14 +42,7 @@ class Instance:
             GRPC_SERVER_PORT=str(self.port),
             GRPC_METRICS_PORT=str(self.metrics_port),
         )
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "lipstream.cli", "grpc"],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        assert wait_for_line(self.process, "Service ready for inference", 120), "no start"
+        self.process = start_service("grpc", env)
 
     def streams(self) -> float:
         url = f"http://127.0.0.1:{self.metrics_port}/metrics"
@@ -64,12 +55,7 @@ class Instance:
         self.process.wait(10)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+        stop_process(self.process)
 
 
 @pytest.fixture
