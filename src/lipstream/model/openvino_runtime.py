@@ -7,7 +7,7 @@ audio encoder under OpenVINO too (``OpenVinoAudioEncoder``):
 
 - ``openvino-int8``: the package's ``generator_int8.onnx``;
 - ``openvino-bf16``: the package's ``generator_fp32.onnx`` with bfloat16 inference, only where
-  the CPU reports BF16 (``OpenVinoGenerator.bf16_native()``).
+  the CPU reports BF16 (``bf16_native()``).
 
 The graph is compiled for one frame (a static shape compiles once and runs fastest). A request of
 one frame runs on all cores; a request of several frames runs as one frame per stream, each stream
@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,13 @@ import numpy as np
 from lipstream.audio.timeline import FEATURE_SIZE, FRAME_FEATURE_SHAPE
 from lipstream.errors import InvalidInput
 from lipstream.geometry import NETWORK_SIZE
-from lipstream.model.runtime import MEL_WINDOW_SHAPE, check_crops, check_mel, check_request
+from lipstream.model.runtime import (
+    MEL_WINDOW_SHAPE,
+    check_crops,
+    check_generate_inputs,
+    check_mel,
+    check_request,
+)
 
 PRECISIONS = ("int8", "bf16")
 
@@ -63,11 +70,17 @@ def _core() -> Any:
     return core
 
 
+@lru_cache(maxsize=1)
 def cpu_capabilities() -> tuple[str, ...]:
     """What OpenVINO says the CPU computes natively, e.g. ("BF16", "FP32", "INT8", ...)."""
     if not openvino_available():
         return ()
     return tuple(_core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+
+
+def bf16_native() -> bool:
+    """Whether this CPU computes bfloat16 natively (AMX or AVX512-BF16), per OpenVINO."""
+    return "BF16" in cpu_capabilities()
 
 
 class OpenVinoGenerator:
@@ -92,12 +105,7 @@ class OpenVinoGenerator:
         self._crops = check_crops(crops320)
         core = _core()
         model = core.read_model(str(model_path))
-        names = {port.get_any_name() for port in model.inputs}
-        if names != {"crops", "audio"}:
-            raise InvalidInput(
-                f"{model_path} is not a whole-generate graph (inputs {sorted(names)}, "
-                "expected crops and audio)"
-            )
+        check_generate_inputs({port.get_any_name() for port in model.inputs}, model_path)
         model.reshape(
             {
                 "crops": [1, NETWORK_SIZE, NETWORK_SIZE, 3],
@@ -131,11 +139,6 @@ class OpenVinoGenerator:
         self.name = f"openvino-{precision}"
         self.precision = precision
         self._warm_up()
-
-    @staticmethod
-    def bf16_native() -> bool:
-        """Whether this CPU computes bfloat16 natively (AMX or AVX512-BF16), per OpenVINO."""
-        return "BF16" in cpu_capabilities()
 
     @property
     def frame_count(self) -> int:
@@ -201,7 +204,7 @@ class OpenVinoAudioEncoder:
         core = _core()
         model = core.read_model(str(model_path))
         model.reshape({model.inputs[0].get_any_name(): [-1, *MEL_WINDOW_SHAPE]})
-        self.precision = "bf16" if "BF16" in cpu_capabilities() else "f32"
+        self.precision = "bf16" if bf16_native() else "f32"
         threads = max(1, threads if threads is not None else (os.cpu_count() or 1))
         self._compiled = core.compile_model(
             model,

@@ -59,6 +59,15 @@ class AudioFeatureEncoder(Protocol):
 # validation shared by the runtimes
 
 
+def check_generate_inputs(names: set[str], model_path: str | Path) -> None:
+    """Refuse a graph that is not a whole-generate graph (inputs ``crops`` and ``audio``)."""
+    if names != {"crops", "audio"}:
+        raise InvalidInput(
+            f"{model_path} is not a whole-generate graph (inputs {sorted(names)}, "
+            "expected crops and audio)"
+        )
+
+
 def check_crops(crops320: Any) -> np.ndarray:
     """The avatar crops as a C-contiguous uint8 [F,320,320,3] array, or InvalidInput."""
     if not isinstance(crops320, np.ndarray):
@@ -187,12 +196,7 @@ class OnnxGenerator:
         self._session = ort.InferenceSession(
             str(model_path), session_options(threads, spinning), providers=self.providers
         )
-        inputs = {i.name: i for i in self._session.get_inputs()}
-        if set(inputs) != {"crops", "audio"}:
-            raise InvalidInput(
-                f"{model_path} is not a whole-generate graph (inputs {sorted(inputs)}, "
-                "expected crops and audio)"
-            )
+        check_generate_inputs({i.name for i in self._session.get_inputs()}, model_path)
         meta = self._session.get_modelmeta().custom_metadata_map
         self.width = float(meta.get("lipstream.width", "nan"))
         precision = meta.get("lipstream.precision", "fp32")
