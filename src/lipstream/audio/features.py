@@ -196,7 +196,8 @@ class StreamingFeatureExtractor:
         self.reset()
         first_window = max(frame - tl.ROWS_BEFORE - 1, 0)
         first_mel = tl.encoder_window_start(first_window)
-        first_sample = max(tl.MEL_HOP * first_mel - tl.MEL_HALF_WINDOW, 0)  # mel's first sample
+        # the mel's first sample: the one after the sample pre-emphasis reads before it
+        first_sample = max(tl.first_sample_needed(frame) + 1, 0)
         if len(x) < first_sample - start_sample:
             raise InvalidInput(
                 f"frame {frame} reads the stream from sample {first_sample} on, but the audio "

@@ -185,7 +185,13 @@ class LipSyncServicer(lipsync_pb2_grpc.LipSyncServiceServicer):
         self.metrics.streams_active.inc()
         try:
             self._require_ready()
-            async for response in serve_stream(request_iterator, self._stream_frames, status_code):
+            answers = serve_stream(
+                request_iterator,
+                self._stream_frames,
+                status_code,
+                lambda code: self.metrics.answered("StreamLipSync", code.name),
+            )
+            async for response in answers:
                 yield response
         except LipstreamError as exc:
             code = status_code(exc)
@@ -201,22 +207,6 @@ class LipSyncServicer(lipsync_pb2_grpc.LipSyncServiceServicer):
         self, state: StreamState, request: lipsync_pb2.StreamFrames
     ) -> lipsync_pb2.BatchInferenceResponse:
         """One frames request of a stream: its features come from the stream's held audio."""
-        try:
-            answer = await self._make_stream_frames(state, request)
-        except LipstreamError as exc:
-            self.metrics.answered("StreamLipSync", status_code(exc).name)
-            raise
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            self.metrics.answered("StreamLipSync", grpc.StatusCode.INTERNAL.name)
-            raise
-        self.metrics.answered("StreamLipSync", "OK")
-        return answer
-
-    async def _make_stream_frames(
-        self, state: StreamState, request: lipsync_pb2.StreamFrames
-    ) -> lipsync_pb2.BatchInferenceResponse:
         received = time.perf_counter()
         loaded = self.registry.get(request.model_name)
         first = request.first_frame_index

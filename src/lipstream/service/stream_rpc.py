@@ -20,9 +20,9 @@ from functools import partial
 import grpc
 
 from lipstream.audio import timeline as tl
-from lipstream.audio.pcm import decode_pcm16
 from lipstream.errors import InvalidInput, LipstreamError
 from lipstream.service import lipsync_pb2 as pb
+from lipstream.service.inputs import decode_audio
 from lipstream.service.stream_state import StreamState
 
 _log = logging.getLogger(__name__)
@@ -46,10 +46,7 @@ def add_audio(state: StreamState, audio: pb.StreamAudio) -> None:
     """Hold one audio piece of the stream (and the utterance's end, when it says so)."""
     utterance = state.utterance(audio.utterance)
     if audio.pcm:
-        try:
-            samples = decode_pcm16(bytes(audio.pcm), tl.SAMPLE_RATE).to_float()
-        except InvalidInput as exc:
-            raise InvalidInput(f"audio.pcm: {exc}") from None
+        samples = decode_audio(bytes(audio.pcm), tl.SAMPLE_RATE, "audio.pcm")
         utterance.add_audio(audio.start_sample, samples)
     if audio.HasField("total_samples"):
         utterance.end(audio.total_samples)
@@ -59,9 +56,11 @@ async def serve_stream(
     requests: AsyncIterator[pb.StreamRequest],
     make_frames: MakeFrames,
     status_of: StatusOf,
+    on_answered: Callable[[grpc.StatusCode], None] = lambda code: None,
 ) -> AsyncIterator[pb.StreamResponse]:
     """The answers of one stream, as they are ready; ends when the client's side has ended
-    and every request is answered. Raises InvalidInput on a malformed message."""
+    and every request is answered. ``on_answered`` hears the status of each frames request's
+    answer. Raises InvalidInput on a malformed message."""
     state = StreamState()
     answers: asyncio.Queue[pb.StreamResponse | BaseException | None] = asyncio.Queue()
     pending: dict[int, asyncio.Task[None]] = {}
@@ -70,20 +69,24 @@ async def serve_stream(
     room = asyncio.Semaphore(MAX_UNANSWERED)
 
     async def answer(request: pb.StreamFrames) -> None:
+        code = grpc.StatusCode.OK
         try:
             frames = await make_frames(state, request)
             response = pb.StreamResponse(request_id=request.request_id, frames=frames)
         except LipstreamError as exc:
+            code = status_of(exc)
             response = pb.StreamResponse(
-                request_id=request.request_id, error_code=_code(status_of(exc)), error=str(exc)
+                request_id=request.request_id, error_code=_code(code), error=str(exc)
             )
         except Exception as exc:  # one request's failure is not the stream's
             _log.exception("StreamLipSync request %d failed", request.request_id)
+            code = grpc.StatusCode.INTERNAL
             response = pb.StreamResponse(
                 request_id=request.request_id,
-                error_code=_code(grpc.StatusCode.INTERNAL),
+                error_code=_code(code),
                 error=f"{type(exc).__name__}: {exc}",
             )
+        on_answered(code)
         answers.put_nowait(response)
 
     async def read() -> None:
