@@ -29,13 +29,18 @@ class ClientAddresses:
             return False
         return any(ip in network for network in self._trusted)
 
-    def resolve(self, peer: str | None, forwarded_for: str | None) -> str:
-        """The client's address ("unknown" when the peer is not known)."""
+    def resolve(self, peer: str | None, forwarded_for: Iterable[str] = ()) -> str:
+        """The client's address ("unknown" when the peer is not known).
+
+        ``forwarded_for``: every X-Forwarded-For line of the request, in order (a proxy may
+        add a line of its own rather than extend the first).
+        """
         if not peer:
             return "unknown"
-        if not forwarded_for or not self._is_trusted(peer):
+        hops = [h.strip() for line in forwarded_for for h in line.split(",") if h.strip()]
+        if not hops or not self._is_trusted(peer):
             return peer
-        for hop in reversed([h.strip() for h in forwarded_for.split(",") if h.strip()]):
+        for hop in reversed(hops):
             if not self._is_trusted(hop):
                 return hop
         return peer

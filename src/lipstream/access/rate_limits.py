@@ -36,10 +36,6 @@ class RateLimits:
         }
         self._limiter = MovingWindowRateLimiter(MemoryStorage())
 
-    def rule(self, route: str) -> str:
-        """The route's rule as text ("" when unlimited)."""
-        return "; ".join(str(item) for item in self._rules.get(route, []))
-
     async def hit(self, route: str, client: str) -> None:
         """Count one request of ``client`` on ``route``; RateLimited when over a rule."""
         for item in self._rules.get(route, []):

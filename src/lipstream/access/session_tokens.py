@@ -14,6 +14,7 @@ import time
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from lipstream.errors import LipstreamError
+from lipstream.settings import Settings
 
 _SALT = "lipstream-session"
 
@@ -31,6 +32,13 @@ class SessionTokens:
         self.ttl_s = ttl_s
         self._serializer = URLSafeTimedSerializer(secret, salt=_SALT)
         self._clock = clock
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SessionTokens | None:
+        """The tokens of SESSION_SECRET and SESSION_TOKEN_TTL_S; None without a secret."""
+        if not settings.session_secret:
+            return None
+        return cls(settings.session_secret.get_secret_value(), settings.session_token_ttl_s)
 
     def issue(self) -> tuple[str, float]:
         """A new token and when it expires (Unix time)."""

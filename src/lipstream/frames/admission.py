@@ -37,18 +37,13 @@ class Admission:
         self.settings = settings
         self.metrics = metrics
         self.addresses = ClientAddresses(settings.trusted_proxies)
-        self.tokens = (
-            SessionTokens(settings.session_secret.get_secret_value(), settings.session_token_ttl_s)
-            if settings.session_secret
-            else None
-        )
+        self.tokens = SessionTokens.from_settings(settings)
         self.per_address: Counter[str] = Counter()
 
     def client_address(self, ws: ServerConnection) -> str:
         peer = ws.remote_address[0] if ws.remote_address else None
-        # every X-Forwarded-For line: a proxy may add its own rather than extend the first
         lines = ws.request.headers.get_all("X-Forwarded-For") if ws.request else []
-        return self.addresses.resolve(peer, ",".join(lines) or None)
+        return self.addresses.resolve(peer, lines)
 
     def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         """None lets an upgrade through; a Response answers the request instead."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Sequence
 
 import grpc
 
@@ -21,7 +20,7 @@ from lipstream.errors import (
     Overloaded,
     ServiceUnavailable,
 )
-from lipstream.frames.lipsync_stream import LipSyncStream
+from lipstream.frames.lipsync_stream import LipSyncStream, Mouths, mouths_of
 from lipstream.frames.session import InferenceJob, SessionModel
 from lipstream.service import lipsync_pb2 as pb
 from lipstream.service import lipsync_pb2_grpc as pb_grpc
@@ -32,14 +31,15 @@ from lipstream.settings import Settings
 # SERVING, so one that is loading or gone is skipped, and one that recovers rejoins.
 # Unary calls that fail UNAVAILABLE before reaching a service (an instance that just died)
 # are retried by gRPC itself on the next instance; a stream is reopened by the session.
+_SERVICE = pb.DESCRIPTOR.services_by_name["LipSyncService"].full_name
 SERVICE_CONFIG = {
     "loadBalancingConfig": [{"round_robin": {}}],
-    "healthCheckConfig": {"serviceName": "lipsync.LipSyncService"},
+    "healthCheckConfig": {"serviceName": _SERVICE},
     "methodConfig": [
         {
             "name": [
-                {"service": "lipsync.LipSyncService", "method": "ListModels"},
-                {"service": "lipsync.LipSyncService", "method": "GenerateBatchInference"},
+                {"service": _SERVICE, "method": "ListModels"},
+                {"service": _SERVICE, "method": "GenerateBatchInference"},
             ],
             "retryPolicy": {
                 "maxAttempts": 3,
@@ -160,9 +160,7 @@ class LipSyncClient:
             raise ModelNotFound(f"unknown model {name!r}; the lip-sync service has: {known}")
         return models[name]
 
-    async def generate(
-        self, job: InferenceJob, session_id: str = ""
-    ) -> list[tuple[bytes, Sequence[float]]]:
+    async def generate(self, job: InferenceJob, session_id: str = "") -> Mouths:
         """The job's mouths (JPEG, bounds), in frame order."""
         request = pb.BatchInferenceRequest(
             model_name=job.model_name,
@@ -180,8 +178,4 @@ class LipSyncClient:
                 self.connected = False
             raise _map_error(exc, "GenerateBatchInference") from None
         self.connected = True
-        failed = [r for r in answer.responses if not r.success]
-        if failed or len(answer.responses) != job.frame_count:
-            reason = failed[0].error if failed else "wrong number of frames"
-            raise InvalidInput(f"the lip-sync service could not make frames: {reason}")
-        return [(r.prediction_data, tuple(r.bounds)) for r in answer.responses]
+        return mouths_of(job, answer)

@@ -70,7 +70,7 @@ class LipSyncStream:
             if answer is None:
                 return None
             if not answer.error_code:
-                return _mouths(job, answer.frames)
+                return mouths_of(job, answer.frames)
             code = _STATUS_BY_NUMBER.get(answer.error_code, grpc.StatusCode.UNKNOWN)
             if code == grpc.StatusCode.CANCELLED:
                 return None
@@ -205,7 +205,8 @@ class LipSyncStream:
                 future.set_exception(error)
 
 
-def _mouths(job: InferenceJob, answer: pb.BatchInferenceResponse) -> Mouths:
+def mouths_of(job: InferenceJob, answer: pb.BatchInferenceResponse) -> Mouths:
+    """A job's answer as (JPEG, bounds) per frame, in order; InvalidInput if any is missing."""
     failed = [r for r in answer.responses if not r.success]
     if failed or len(answer.responses) != job.frame_count:
         reason = failed[0].error if failed else "wrong number of frames"

@@ -74,16 +74,12 @@ def create_app(settings: Settings, *, openai_timeout_s: float = DEFAULT_TIMEOUT_
             "/api/tts": settings.rate_limit_tts,
         }
     )
-    sessions = (
-        SessionTokens(settings.session_secret.get_secret_value(), settings.session_token_ttl_s)
-        if settings.session_secret
-        else None
-    )
+    sessions = SessionTokens.from_settings(settings)
 
     async def limit(request: Request) -> None:
         client = addresses.resolve(
             request.client.host if request.client else None,
-            ",".join(request.headers.getlist("x-forwarded-for")) or None,
+            request.headers.getlist("x-forwarded-for"),
         )
         await limits.hit(request.url.path, client)
 
