@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import queue
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -32,8 +33,22 @@ READY_LINES = {
 }
 
 
-def start_service(command: str, env: dict[str, str], timeout_s: float = START_TIMEOUT_S):
-    """``lipstream COMMAND`` as a child process with ``env``, once it says it is ready."""
+def free_port() -> int:
+    """A TCP port on loopback that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_service(
+    command: str,
+    env: dict[str, str],
+    timeout_s: float = START_TIMEOUT_S,
+    started: list[str] | None = None,
+):
+    """``lipstream COMMAND`` as a child process with ``env``, once it says it is ready.
+
+    ``started`` receives what it printed up to then."""
     process = subprocess.Popen(
         [sys.executable, "-m", "lipstream.cli", command],
         env=env,
@@ -41,7 +56,7 @@ def start_service(command: str, env: dict[str, str], timeout_s: float = START_TI
         stderr=subprocess.DEVNULL,
         text=True,
     )
-    if not wait_for_line(process, READY_LINES[command], timeout_s):
+    if not wait_for_line(process, READY_LINES[command], timeout_s, started):
         stop_process(process)
         raise LipstreamError(
             f"lipstream {command} did not start within {timeout_s:.0f} s; run it to see why"
@@ -61,10 +76,16 @@ def stop_process(process: subprocess.Popen, grace_s: float = 15.0) -> None:
         process.wait()
 
 
-def wait_for_line(process: subprocess.Popen[str], text: str, timeout_s: float) -> bool:
+def wait_for_line(
+    process: subprocess.Popen[str],
+    text: str,
+    timeout_s: float,
+    seen: list[str] | None = None,
+) -> bool:
     """Whether ``process`` prints a line holding ``text`` on stdout within ``timeout_s``.
 
-    Its output is read on a thread for as long as it runs, so a full pipe never blocks it.
+    Its output is read on a thread for as long as it runs, so a full pipe never blocks it;
+    ``seen`` receives the lines read until then.
     """
     lines: queue.Queue[str | None] = queue.Queue()
 
@@ -83,6 +104,8 @@ def wait_for_line(process: subprocess.Popen[str], text: str, timeout_s: float) -
             return False
         if line is None:  # it exited
             return False
+        if seen is not None:
+            seen.append(line)
         if text in line:
             return True
     return False
@@ -95,42 +118,15 @@ class ServeProcess:
         env = dict(os.environ, PORT="0", WEBSOCKET_PORT="0", GRPC_SERVER_PORT="0", HOST="127.0.0.1")
         env["GRPC_METRICS_PORT"] = "0"
         env["MODELS_DIR"] = str(models_dir)
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "lipstream.cli", "serve"],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        self.websocket_url = ""
-        self.console_url = ""
-        lines: queue.Queue[str | None] = queue.Queue()
-        # read its output for as long as it runs, so that a full pipe never blocks it
-        threading.Thread(target=self._read, args=(lines,), daemon=True).start()
-        deadline = time.monotonic() + timeout_s
-        while not self.console_url and (left := deadline - time.monotonic()) > 0:
-            try:
-                line = lines.get(timeout=left)
-            except queue.Empty:
-                break
-            if line is None:  # it exited
-                break
-            if match := _WEBSOCKET.search(line):
-                self.websocket_url = match.group(1)
-            if match := _UP.search(line):
-                self.console_url = match.group(1)
-        if not (self.console_url and self.websocket_url):
+        started: list[str] = []
+        self.process = start_service("serve", env, timeout_s, started)
+        output = "".join(started)
+        websocket, up = _WEBSOCKET.search(output), _UP.search(output)
+        if websocket is None or up is None:
             self.stop()
-            raise LipstreamError(
-                f"lipstream serve did not start within {timeout_s:.0f} s "
-                "(no 'lipstream is up' line); run `lipstream serve` to see why"
-            )
-
-    def _read(self, lines: queue.Queue[str | None]) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            lines.put(line)
-        lines.put(None)
+            raise LipstreamError("lipstream serve did not say where it listens")
+        self.websocket_url = websocket.group(1)
+        self.console_url = up.group(1)
 
     def stop(self) -> None:
         stop_process(self.process)

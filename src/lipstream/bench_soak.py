@@ -15,25 +15,19 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lipstream.audio import timeline as tl
 from lipstream.audio.files import read_audio_file
 from lipstream.bench_e2e import DEFAULT_SPEECH, stream_session
-from lipstream.bench_serve import start_service, stop_process
+from lipstream.bench_serve import free_port, start_service, stop_process
 from lipstream.errors import InvalidInput, LipstreamError
 
 SERVICES = ("grpc", "frames", "web")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def process_memory(pid: int) -> tuple[float, int]:
@@ -70,7 +64,7 @@ class Services:
     """The three services as child processes on free loopback ports."""
 
     def __init__(self, models_dir: Path) -> None:
-        ports = {name: _free_port() for name in ("grpc", "metrics", "frames", "web")}
+        ports = {name: free_port() for name in ("grpc", "metrics", "frames", "web")}
         env = dict(
             os.environ,
             HOST="127.0.0.1",
@@ -105,7 +99,7 @@ class Services:
 
 
 async def _client(services: Services, pcm, rate: int, deadline: float, result: SoakResult) -> None:
-    chunk = rate // 25
+    chunk = rate // tl.FPS  # 40 ms chunks, as bench e2e sends
     while time.monotonic() < deadline:
         try:
             session = await stream_session(services.websocket_url, pcm, rate, chunk, True)

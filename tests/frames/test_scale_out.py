@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import time
 import urllib.request
 
@@ -17,16 +16,10 @@ from testkit.prometheus import metric
 from websockets.sync.client import connect
 
 from lipstream.audio.files import read_audio_file
-from lipstream.bench_serve import start_service, stop_process
+from lipstream.bench_serve import free_port, start_service, stop_process
 from lipstream.frames.protocol import parse_binary_frame
 from lipstream.frames.server import start_frame_server
 from lipstream.settings import load_settings
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Instance:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import queue
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -14,6 +13,7 @@ import time
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from lipstream.bench_serve import free_port
 from lipstream.cli import build_parser
 
 GUIDE_LINES = [
@@ -21,12 +21,6 @@ GUIDE_LINES = [
     "Loading models...",
     "Service ready for inference",
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_the_command_takes_the_settings_overrides():
