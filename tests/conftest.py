@@ -43,6 +43,14 @@ def speech_wav() -> Path:
     return SPEECH_WAV
 
 
+@pytest.fixture(scope="session")
+def speech16k(speech_wav):
+    """The recording above as int16 samples at 16 kHz."""
+    from lipstream.audio.files import read_audio_file
+
+    return read_audio_file(speech_wav, 16000).samples
+
+
 def copy_package(source: Path, target: Path, name: str) -> Path:
     """A second package: ``source``'s files linked under a new name (for model switching)."""
     import json

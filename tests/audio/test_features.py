@@ -17,17 +17,20 @@ from lipstream.audio import timeline as tl
 from lipstream.errors import InvalidInput
 
 
-def _stream(extractor, x, sizes):
-    """Push x in chunks of the given sizes (cycled), then flush; frames and when they came out."""
-    frames, emitted_at, received, i = [], {}, 0, 0
-    sizes = list(sizes)
-    c = 0
+def _chunks(x, sizes):
+    """``x`` in pieces of the given sizes (cycled), with where each piece ends."""
+    sizes, i, c = list(sizes), 0, 0
     while i < len(x):
         n = int(sizes[c % len(sizes)])
-        c += 1
-        out = extractor.push(x[i : i + n])
-        i += n
-        received = min(i, len(x))
+        yield x[i : i + n], min(i + n, len(x))
+        i, c = i + n, c + 1
+
+
+def _stream(extractor, x, sizes):
+    """Push x in chunks of the given sizes (cycled), then flush; frames and when they came out."""
+    frames, emitted_at = [], {}
+    for piece, received in _chunks(x, sizes):
+        out = extractor.push(piece)
         for f in out:
             emitted_at[f.frame_index] = received
         frames += out
@@ -185,7 +188,7 @@ def test_a_stream_resumed_from_a_piece_continues_with_the_same_frames(
     # the piece a frame needs, then the rest of the stream in odd chunks
     piece_end = min(samples_needed(frame) + 333, len(speech))
     frames = extractor.resume(frame, speech[start:piece_end], start)
-    rest, _ = _stream_from(extractor, speech[piece_end:], [777, 1, 2048])
+    rest = _stream_from(extractor, speech[piece_end:], [777, 1, 2048])
     frames += rest
     assert [f.frame_index for f in frames] == list(range(frame, len(offline_stub)))
     np.testing.assert_allclose(
@@ -214,9 +217,5 @@ def test_resume_refuses_audio_that_starts_too_late(speech, stub_encode):
 
 
 def _stream_from(extractor, x, sizes):
-    frames, i, c = [], 0, 0
-    while i < len(x):
-        n = sizes[c % len(sizes)]
-        frames += extractor.push(x[i : i + n])
-        i, c = i + n, c + 1
-    return frames + extractor.flush(), None
+    """Push x in chunks of the given sizes (cycled), then flush; the frames."""
+    return [f for piece, _ in _chunks(x, sizes) for f in extractor.push(piece)] + extractor.flush()

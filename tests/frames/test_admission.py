@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import socket
 import time
-import urllib.request
 from unittest import mock
 
 import pytest
-from testkit.prometheus import metric
+from testkit.frames import receive
+from testkit.prometheus import fetch, metric
 from testkit.slow_client import trickle_until_closed
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
@@ -19,23 +19,8 @@ from lipstream.access.session_tokens import SessionTokens
 SECRET = "frame generator test secret"
 
 
-def metrics_of(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=10) as answer:
-        assert answer.headers["Content-Type"].startswith("text/plain; version=")
-        return answer.read().decode()
-
-
 def http_base(websocket_url: str) -> str:
     return websocket_url.replace("ws://", "http://").rstrip("/")
-
-
-def receive(ws, kind: str, timeout: float = 20.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while (left := deadline - time.monotonic()) > 0:
-        message = json.loads(ws.recv(timeout=left))
-        if message["type"] == kind:
-            return message
-    raise AssertionError(f"no {kind!r} within {timeout} s")
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +73,7 @@ def test_one_address_gets_at_most_its_share_of_sessions(guarded):
             error = receive(third, "error")
             assert error["code"] == "too_many_sessions"
             assert "MAX_SESSIONS_PER_IP" in error["message"]
-    text = metrics_of(http_base(guarded.websocket_url) + "/metrics")
+    text = fetch(http_base(guarded.websocket_url) + "/metrics")
     assert metric(text, "lipstream_sessions_refused_total", reason="max_sessions_per_ip") == 1
 
 
@@ -106,7 +91,7 @@ def test_the_metrics_count_what_a_session_did(start_system, models_dir, speech_w
         assert [f["frame_index"] for f in frames] == list(range(25))
         ws.send(json.dumps({"type": "no_such_message"}))
         assert receive(ws, "error")["code"] == "unknown_type"
-        frames_text = metrics_of(http_base(system.websocket_url) + "/metrics")
+        frames_text = fetch(http_base(system.websocket_url) + "/metrics")
         assert metric(frames_text, "lipstream_sessions_active") == 1
     assert metric(frames_text, "lipstream_sessions_opened_total") == 1
     assert metric(frames_text, "lipstream_frames_made_total") == 25
@@ -116,7 +101,7 @@ def test_the_metrics_count_what_a_session_did(start_system, models_dir, speech_w
     assert metric(frames_text, "lipstream_lipsync_reachable") == 1
     assert metric(frames_text, "lipstream_pipeline_latency_seconds") > 0.45
     lipsync = system.system.lipsync
-    grpc_text = metrics_of(f"http://127.0.0.1:{lipsync.metrics_server.port}/metrics")
+    grpc_text = fetch(f"http://127.0.0.1:{lipsync.metrics_server.port}/metrics")
     assert metric(grpc_text, "lipstream_frames_made_total") == 25
     assert metric(grpc_text, "lipstream_models_loaded") == 2
     assert metric(grpc_text, "lipstream_batch_frames_sum") == 25
@@ -124,6 +109,7 @@ def test_the_metrics_count_what_a_session_did(start_system, models_dir, speech_w
     assert metric(grpc_text, "lipstream_lipsync_requests_total", rpc="ListModels", code="OK") >= 1
     calls = metric(grpc_text, "lipstream_lipsync_requests_total", rpc="StreamLipSync", code="OK")
     assert calls == metric(grpc_text, "lipstream_queue_seconds_count")
+    assert "\nlipstream_streams_active " in grpc_text  # the gauge is there
     assert metric(grpc_text, "lipstream_streams_active") <= 1
 
 
@@ -158,7 +144,7 @@ def test_a_client_that_never_reads_is_cut_off_alone(start_system, models_dir, sp
             break
         time.sleep(0.01)
         if at % (960 * 25) == 0 and metric(
-            metrics_of(page), "lipstream_errors_total", code="client_too_slow"
+            fetch(page), "lipstream_errors_total", code="client_too_slow"
         ):
             cut = True
             break
@@ -166,12 +152,12 @@ def test_a_client_that_never_reads_is_cut_off_alone(start_system, models_dir, sp
     with connect(system.websocket_url, open_timeout=10) as other:  # the others go on
         other.send(json.dumps({"type": "ping"}))
         assert receive(other, "pong")["type"] == "pong"
-        text = metrics_of(page)
+        text = fetch(page)
         assert metric(text, "lipstream_errors_total", code="client_too_slow") == 1
         until = time.monotonic() + 10
         while metric(text, "lipstream_sessions_active") > 1 and time.monotonic() < until:
             time.sleep(0.1)
-            text = metrics_of(page)
+            text = fetch(page)
         assert metric(text, "lipstream_sessions_active") == 1  # only the reader is left
     raw.close()
 

@@ -12,6 +12,7 @@ import urllib.request
 import numpy as np
 import pytest
 import simplejpeg
+from testkit.frames import receive
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
@@ -32,20 +33,6 @@ def speech24k(speech_wav) -> np.ndarray:
 
 def open_session(system, **kwargs):
     return connect(system.websocket_url, compression=None, open_timeout=10, **kwargs)
-
-
-def receive(ws, kind: str, timeout: float = 20.0, seen: list | None = None) -> dict:
-    """The next message of type ``kind``; other messages go to ``seen``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise AssertionError(f"no {kind!r} message within {timeout} s")
-        message = json.loads(ws.recv(timeout=left))
-        if message["type"] == kind:
-            return message
-        if seen is not None:
-            seen.append(message)
 
 
 def ask(ws, message: dict, kind: str, timeout: float = 20.0) -> dict:

@@ -7,12 +7,11 @@ import json
 import os
 import signal
 import time
-import urllib.request
 
 import numpy as np
 import pytest
 from testkit.loop import LoopThread
-from testkit.prometheus import metric
+from testkit.prometheus import fetch, metric
 from websockets.sync.client import connect
 
 from lipstream.audio.files import read_audio_file
@@ -38,9 +37,7 @@ class Instance:
         self.process = start_service("grpc", env)
 
     def streams(self) -> float:
-        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
-        with urllib.request.urlopen(url, timeout=10) as answer:
-            text = answer.read().decode()
+        text = fetch(f"http://127.0.0.1:{self.metrics_port}/metrics")
         return metric(text, "lipstream_lipsync_requests_total", rpc="StreamLipSync", code="OK")
 
     def kill(self) -> None:

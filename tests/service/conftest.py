@@ -13,7 +13,6 @@ import grpc
 import numpy as np
 import pytest
 
-from lipstream.audio.files import read_audio_file
 from lipstream.model.engine import OpenedModel
 from lipstream.model.package import load_package
 from lipstream.service import lipsync_pb2_grpc
@@ -23,12 +22,6 @@ from lipstream.settings import load_settings
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "models" / "demo"
-
-
-@pytest.fixture(scope="session")
-def speech16k(speech_wav) -> np.ndarray:
-    """3 s of real speech, int16 at 16 kHz."""
-    return read_audio_file(speech_wav, 16000).samples
 
 
 @pytest.fixture(scope="session")

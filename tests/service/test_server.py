@@ -9,19 +9,13 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 import numpy as np
 import pytest
-import simplejpeg
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from testkit.frames import decode_mouth
 
 from lipstream.audio.timeline import first_sample_needed, samples_needed
 from lipstream.model.engine import resolve_runtime
 from lipstream.model.package import load_package
 from lipstream.service import lipsync_pb2 as pb
-
-
-def decode(jpeg: bytes) -> np.ndarray:
-    image = simplejpeg.decode_jpeg(jpeg, colorspace="BGR")
-    assert image.shape == (320, 320, 3)
-    return image.astype(np.int16)
 
 
 def generate(lipsync, **fields) -> pb.BatchInferenceResponse:
@@ -52,7 +46,7 @@ def test_new_form_gives_the_mouths_of_the_whole_clip(lipsync, speech16k):
     assert [r.frame_index for r in piece.responses] == list(range(first, first + count))
     assert [r.frame_id for r in piece.responses] == ids
     for a, b in zip(whole.responses, piece.responses, strict=True):
-        assert np.abs(decode(a.prediction_data) - decode(b.prediction_data)).max() <= 1
+        assert np.abs(decode_mouth(a.prediction_data) - decode_mouth(b.prediction_data)).max() <= 1
 
 
 def test_speech_moves_the_mouth(lipsync, speech16k):
@@ -68,7 +62,9 @@ def test_speech_moves_the_mouth(lipsync, speech16k):
     silent = generate(lipsync, frame_ids=ids, first_frame_index=19)
     mouth = (slice(180, 300), slice(80, 240))
     changes = [
-        np.abs(decode(a.prediction_data)[mouth] - decode(b.prediction_data)[mouth]).mean()
+        np.abs(
+            decode_mouth(a.prediction_data)[mouth] - decode_mouth(b.prediction_data)[mouth]
+        ).mean()
         for a, b in zip(spoken.responses, silent.responses, strict=True)
     ]
     assert max(changes) > 2.0

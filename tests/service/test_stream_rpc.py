@@ -7,16 +7,12 @@ import queue
 import grpc
 import numpy as np
 import pytest
-import simplejpeg
+from testkit.frames import decode_mouth
 
 from lipstream.audio import timeline as tl
 from lipstream.service import lipsync_pb2 as pb
 
 OK = 0
-
-
-def decode(jpeg: bytes) -> np.ndarray:
-    return simplejpeg.decode_jpeg(jpeg, colorspace="BGR").astype(np.int16)
 
 
 def audio(utterance: int, start: int, pcm: np.ndarray, total: int | None = None):
@@ -71,7 +67,7 @@ def test_audio_sent_once_gives_the_mouths_of_the_whole_clip(lipsync, speech16k):
     assert [r.frame_index for r in streamed] == list(range(40))
     assert [r.frame_id for r in streamed] == ids[:40]
     for a, b in zip(whole.responses, streamed, strict=True):
-        assert np.abs(decode(a.prediction_data) - decode(b.prediction_data)).max() <= 1
+        assert np.abs(decode_mouth(a.prediction_data) - decode_mouth(b.prediction_data)).max() <= 1
         assert list(a.bounds) == list(b.bounds)
 
 

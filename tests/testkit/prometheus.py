@@ -11,3 +11,12 @@ def metric(text: str, name: str, **labels: str) -> float:
         if head == (f"{name}{{{want}}}" if want else name):
             return float(value)
     return 0.0
+
+
+def fetch(url: str) -> str:
+    """A ``/metrics`` page, checked to be Prometheus' text format."""
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=10) as answer:
+        assert answer.headers["Content-Type"].startswith("text/plain; version=")
+        return answer.read().decode()
