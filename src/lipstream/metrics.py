@@ -180,6 +180,16 @@ class LipSyncMetrics:
             "lipstream_models_loaded", "model packages served now", registry=r
         )
 
+    def batched(self, frames: int, seconds: float) -> None:
+        """One forward pass of ``frames`` frames that took ``seconds`` (features included)."""
+        self.batch_frames.observe(frames)
+        self.inference.observe(seconds)
+
+    def made(self, frames: int, queue_s: float) -> None:
+        """A request's ``frames`` mouths made, after ``queue_s`` waiting for their batch."""
+        self.frames_made.inc(frames)
+        self.queue.observe(queue_s)
+
     def answered(self, rpc: str, code: str) -> None:
         """Count one answer (``code``: "OK" or a gRPC status name)."""
         self.requests.labels(rpc, code).inc()

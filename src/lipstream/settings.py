@@ -95,18 +95,16 @@ class Settings(BaseSettings):
     debug_frame_generation: bool = False
     debug_websocket_messages: bool = False
 
-    @field_validator("cors_allow_origins", mode="before")
+    @field_validator("cors_allow_origins", "trusted_proxies", mode="before")
     @classmethod
-    def _split_origins(cls, value: Any) -> Any:
+    def _split_list(cls, value: Any) -> Any:
         if isinstance(value, str):
-            return tuple(o.strip() for o in value.split(",") if o.strip())
+            return tuple(item.strip() for item in value.split(",") if item.strip())
         return value
 
-    @field_validator("trusted_proxies", mode="before")
+    @field_validator("trusted_proxies")
     @classmethod
-    def _split_proxies(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            value = tuple(p.strip() for p in value.split(",") if p.strip())
+    def _check_proxies(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for network in value:
             ipaddress.ip_network(network, strict=False)  # ValueError names the bad one
         return value

@@ -18,7 +18,12 @@ from functools import lru_cache
 import numpy as np
 import soxr
 
-from lipstream.audio.pcm import AudioChunk, as_float_samples, validate_sample_rate
+from lipstream.audio.pcm import (
+    AudioChunk,
+    as_float_samples,
+    pcm16_to_float,
+    validate_sample_rate,
+)
 from lipstream.audio.timeline import SAMPLE_RATE as FEATURE_RATE
 from lipstream.errors import InvalidInput
 
@@ -31,7 +36,10 @@ def _as_input(audio: AudioChunk | np.ndarray, in_rate: int) -> np.ndarray:
         raise InvalidInput(
             f"audio chunk is {audio.sample_rate} Hz but this resampler expects {in_rate} Hz"
         )
-    return as_float_samples(audio).astype(np.float32, copy=False)
+    samples = audio.samples if isinstance(audio, AudioChunk) else np.asarray(audio)
+    if samples.dtype == np.int16 and samples.ndim == 1:  # a chunk of PCM: straight to float32
+        return pcm16_to_float(samples)
+    return as_float_samples(audio).astype(np.float32, copy=False)  # checks shape and type
 
 
 @lru_cache(maxsize=32)

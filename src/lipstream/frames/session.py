@@ -47,7 +47,7 @@ class InferenceJob:
     job_id: int
     model_name: str
     frame_ids: tuple[int, ...]  # avatar frames to draw on
-    utterance: int  # the session's number for the utterance (from 1)
+    utterance: int  # the utterance's number, unique in the process (from 1)
     timeline_first_frame: int  # session frame index of the first frame
     utterance_first_frame: int  # the same frame counted from its utterance's start
     audio: AudioChunk  # 16 kHz audio of the utterance from utterance sample audio_start_sample

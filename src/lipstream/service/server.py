@@ -166,15 +166,15 @@ class LipSyncServicer(lipsync_pb2_grpc.LipSyncServiceServicer):
             features=partial(frames.features, loaded.encoder),
             deadline=None if remaining is None else time.monotonic() + remaining,
         )
-        result = await self.batcher.submit(job)
-        self._count(result, len(frames.frame_ids))
-        return _frames_answer(
-            loaded, frames.frame_ids, frames.first_frame_index, result, received, frames.session_id
-        )
+        return await self._make(job, loaded, frames.first_frame_index, received, frames.session_id)
 
-    def _count(self, result: FrameResult, frames: int) -> None:
-        self.metrics.frames_made.inc(frames)
-        self.metrics.queue.observe(result.queue_ms / 1000.0)
+    async def _make(
+        self, job: Job, loaded: ServedModel, first: int, received: float, session_id: str
+    ) -> lipsync_pb2.BatchInferenceResponse:
+        """Run a job on the batcher, count it, and answer with its mouths."""
+        result = await self.batcher.submit(job)
+        self.metrics.made(job.frames, result.queue_ms / 1000.0)
+        return _frames_answer(loaded, job.frame_ids, first, result, received, session_id)
 
     async def StreamLipSync(
         self,
@@ -221,9 +221,7 @@ class LipSyncServicer(lipsync_pb2_grpc.LipSyncServiceServicer):
                 time.monotonic() + request.deadline_ms / 1000.0 if request.deadline_ms > 0 else None
             ),
         )
-        result = await self.batcher.submit(job)
-        self._count(result, len(ids))
-        return _frames_answer(loaded, ids, first, result, received, request.session_id)
+        return await self._make(job, loaded, first, received, request.session_id)
 
     async def _load(self, request: lipsync_pb2.LoadModelRequest) -> lipsync_pb2.LoadModelResponse:
         self._require_ready()
@@ -354,15 +352,11 @@ async def start_lipsync_server(
     registry = registry or ModelRegistry(settings.models_dir, settings.runtime, settings.device)
     metrics = LipSyncMetrics()
 
-    def on_batch(frames: int, seconds: float) -> None:
-        metrics.batch_frames.observe(frames)
-        metrics.inference.observe(seconds)
-
     batcher = Batcher(
         batch_window_ms=settings.batch_window_ms,
         max_batch_frames=settings.max_batch_frames,
         max_queued_frames=settings.max_queued_frames,
-        on_batch=on_batch,
+        on_batch=metrics.batched,
     )
     server = grpc.aio.server(
         options=[

@@ -221,7 +221,7 @@ def create_app(settings: Settings, *, openai_timeout_s: float = DEFAULT_TIMEOUT_
         _route("/metrics", metrics_text, "GET"),
         _route("/", home, "GET"),
     ]
-    middleware.insert(0, Middleware(RequestMetrics, metrics=metrics, routes=routes))
+    middleware.insert(0, Middleware(RequestMetrics, metrics=metrics))
     app = Starlette(
         routes=[
             *routes,

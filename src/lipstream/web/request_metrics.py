@@ -2,13 +2,13 @@
 
 It reads the status from the response's start message, so it counts every answer alike:
 routes, errors from the exception handlers, the console's files. Routes are named by their
-template (``/api/model-video/{model_name}``), the console's files as ``console``, so a
-crawler cannot blow up the label set.
+template (``/api/model-video/{model_name}``), as the router matched it, the console's files as
+``console``, so a crawler cannot blow up the label set.
 """
 
 from __future__ import annotations
 
-from starlette.routing import Match, Route
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lipstream.metrics import WebMetrics
@@ -20,17 +20,9 @@ _OUTCOMES = {"/token": "token_calls", "/api/session": "session_tokens", "/api/tt
 class RequestMetrics:
     """Counts requests by route and status, errors by status, and the outcome of costly calls."""
 
-    def __init__(self, app: ASGIApp, metrics: WebMetrics, routes: list[Route]) -> None:
+    def __init__(self, app: ASGIApp, metrics: WebMetrics) -> None:
         self.app = app
         self.metrics = metrics
-        self.routes = routes
-
-    def _route_name(self, scope: Scope) -> str:
-        for route in self.routes:
-            match, _ = route.matches(scope)
-            if match == Match.FULL:
-                return route.path
-        return "console"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -47,7 +39,10 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, record)
         finally:
-            route = self._route_name(scope)
+            # the router names the route it matched in the scope; the console's files (a
+            # mount) and paths nothing matched count as "console"
+            matched = scope.get("route")
+            route = matched.path if isinstance(matched, Route) else "console"
             self.metrics.requests.labels(route, str(status)).inc()
             if status >= 400:
                 self.metrics.errors.labels(str(status)).inc()
