@@ -164,3 +164,13 @@ def test_audio_encoder_runtimes_agree(tmp_path):
         onnx_encoder(np.zeros((1, 80, 16), np.float32))
     with pytest.raises(InvalidInput, match="float32"):
         torch_encoder(mel.astype(np.float64))
+
+
+def test_every_runtime_a_user_may_choose_has_weights_and_a_benchmark():
+    from lipstream.bench_runtimes import RUNTIMES
+    from lipstream.model import engine
+    from lipstream.settings import RUNTIME_CHOICES
+
+    choices = set(RUNTIME_CHOICES) - {"auto"}
+    assert set(engine._WEIGHTS) == choices
+    assert set(RUNTIMES) - {"synctalk2d-eager"} == choices
