@@ -66,7 +66,10 @@ def test_a_stream_moves_to_another_instance_when_its_instance_dies(
 
             async def kill_the_serving_one(n):
                 if n == 4:  # 20 frames in
-                    serving = a if a.servicer.streams_opened else b
+                    open_on_a = a.servicer.metrics.registry.get_sample_value(
+                        "lipstream_streams_active"
+                    )
+                    serving = a if open_on_a else b
                     killed.append(serving)
                     await serving.stop(grace=0)
 

@@ -102,7 +102,6 @@ class LipSyncServicer(lipsync_pb2_grpc.LipSyncServiceServicer):
         self.metrics = metrics or LipSyncMetrics()
         self.metrics.models_loaded.set_function(lambda: len(self.registry.names()))
         self.ready = False  # set once the models of the models folder are loaded
-        self.streams_opened = 0
 
     async def GenerateBatchInference(
         self, request: lipsync_pb2.BatchInferenceRequest, context: grpc.aio.ServicerContext
@@ -181,7 +180,6 @@ class LipSyncServicer(lipsync_pb2_grpc.LipSyncServiceServicer):
         request_iterator: AsyncIterator[lipsync_pb2.StreamRequest],
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[lipsync_pb2.StreamResponse]:
-        self.streams_opened += 1
         self.metrics.streams_active.inc()
         try:
             self._require_ready()

@@ -82,7 +82,7 @@ class UtteranceFeatures:
                 merged[start - lo : end - lo] = samples
                 self._audio, self._first = merged, lo
             else:
-                self._audio, self._first = samples.copy(), start
+                self._audio, self._first = samples, start  # never written in place
                 self._generation += 1  # the extractor's audio is gone: it starts over
             if len(self._audio) > MAX_HELD_SAMPLES:
                 raise InvalidInput(
