@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 
@@ -69,8 +70,45 @@ def test_bench_e2e_streams_speech_through_the_system_and_gets_every_frame(
     assert row["fps_per_session"] > 0
     for key in ("server_latency_p50_ms", "client_latency_p95_ms"):
         assert 0 <= row[key] < 10_000, key
+    # the delay the console would play with: the server's figure plus the console's margin
+    assert row["listener_delay_ms"] > 452.5 + bench_e2e.CONSOLE_SAFETY_MS
+    assert 0 <= row["on_time_share"] <= 1
     table = bench_e2e.format_table([row])
     assert table.splitlines()[-1].startswith("| 2 | ")
+
+
+def _session(received_ms: list[float | None], delay_ms: float):
+    """A finished bench session whose first chunk went at t=0 and frame k came at
+    ``received_ms[k]`` (None: never), told a pipeline latency of ``delay_ms``."""
+    from lipstream import bench_e2e
+
+    result = bench_e2e.SessionResult(frames_expected=len(received_ms), sent_at=[0.0])
+    result.pipeline_latency_ms = delay_ms - bench_e2e.CONSOLE_SAFETY_MS
+    result.latency_measured = True
+    for k, at in enumerate(received_ms):
+        if at is not None:
+            result.frames.append({"frame_index": k})
+            result.received_at.append(at / 1000.0)
+    return result
+
+
+def test_the_listener_sees_each_frame_on_time_or_the_previous_mouth_held():
+    # delay 200 ms: frame k is painted at 200 + 40k ms
+    on_time = _session([190.0 + 40 * k for k in range(10)], 200.0)
+    offsets, own, none = on_time.paints()
+    assert (own, none) == (10, 0) and max(offsets) == 0
+    # frame 4 comes 50 ms late: its time shows frame 3 (40 ms behind), then it catches up
+    late = _session([190.0 + 40 * k + (50.0 if k == 4 else 0.0) for k in range(10)], 200.0)
+    offsets, own, none = late.paints()
+    assert (own, none) == (9, 0) and sorted(offsets)[-1] == 40.0
+    # frames 3..6 never come: two frame times hold frame 2, the next two have no mouth
+    gap = _session([None if 3 <= k <= 6 else 190.0 + 40 * k for k in range(10)], 200.0)
+    offsets, own, none = gap.paints()
+    assert (own, none) == (6, 2) and sorted(offsets)[-2:] == [40.0, 80.0]
+    # while the server's figure is a guess, the console adds its first-stream margin
+    guess = _session([0.0], 200.0)
+    guess.latency_measured = False
+    assert guess.listener_delay_ms() == 200.0 + 150.0
 
 
 def test_bench_sync_refuses_an_unknown_source_saying_which_it_takes(capsys):
@@ -140,3 +178,16 @@ def test_bench_soak_samples_each_service_while_sessions_stream(speech_wav, demo_
     for name in SERVICES:
         assert all(s[f"{name}_rss_mib"] > 10 and s[f"{name}_fds"] > 2 for s in result.samples)
     assert all(p.poll() is not None for p in services.processes.values())  # all stopped
+
+
+def test_the_benchmark_models_the_consoles_own_margins():
+    import re
+
+    from lipstream import bench_e2e
+
+    js = (Path(bench_e2e.__file__).parent / "console" / "av_sync.js").read_text()
+    assert float(re.search(r"this\.safetyMs = (\d+)", js).group(1)) == bench_e2e.CONSOLE_SAFETY_MS
+    unlearned = re.search(r"const UNLEARNED_LIVE_MS = (\d+)", js).group(1)
+    assert float(unlearned) == bench_e2e.CONSOLE_UNLEARNED_MS
+    held = re.search(r"const HOLD_MISSING_FRAMES = (\d+)", js).group(1)
+    assert int(held) == bench_e2e.CONSOLE_HOLD_FRAMES

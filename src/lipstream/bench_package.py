@@ -50,7 +50,7 @@ def speed_package(source: str | Path, width: float, root: str | Path) -> Path:
     fp32 = export_generator(generator, folder / "generator_fp32.onnx")
     network = export_generator_network(generator, folder / "network.onnx")
     speech = read_audio_file(pkg.speech_path, 16000)
-    windows = offline_features(speech, OnnxAudioEncoder(encoder_path, "cpu").encode)
+    windows = offline_features(speech, OnnxAudioEncoder(encoder_path, "cpu").encode, pkg.layout)
     crops = pkg.load_inner_crops()
     with torch.inference_mode():
         int8 = quantize_generator(network, folder / "generator_int8.onnx", crops, windows[:64])

@@ -28,6 +28,11 @@ OPTIONAL_COMMANDS: list[tuple[str, str, dict[str, str]]] = [
         "torch",
         {"train": "train an avatar's lip-sync model from its dataset and write its package"},
     ),
+    (
+        "lipstream.avatar.commands:register_evaluate",
+        "torch",
+        {"evaluate": "measure a model package on a dataset's held-out frames (sync, PSNR, SSIM)"},
+    ),
 ]
 
 

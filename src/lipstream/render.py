@@ -51,7 +51,7 @@ def render(
             )
     else:
         speech = read_audio_file(audio, sample_rate=SAMPLE_RATE)
-    features = offline_features(speech, model.encoder)
+    features = offline_features(speech, model.encoder, model.package.layout)
     frames = _video_frames(model)
     pkg = model.package
     height, width = frames[0].shape[:2]

@@ -25,12 +25,12 @@ def test_frame_by_frame_requests_encode_each_window_once_and_match_offline():
     encoder = CachedEncoder(counting)
     frames = []
     for k in range(tl.frame_count(len(pcm))):
-        start = max(tl.first_sample_needed(k), 0)
-        piece = pcm[start : tl.samples_needed(k)]
+        start = max(tl.SYNCTALK2D.first_sample_needed(k), 0)
+        piece = pcm[start : tl.SYNCTALK2D.samples_needed(k)]
         frames.append(segment_features(piece, start, k, 1, encoder))
     reference = offline_features(pcm, CountingEncoder())
     np.testing.assert_allclose(np.concatenate(frames), reference, atol=1e-5)
-    windows_needed = tl.last_encoder_window(len(reference) - 1) + 1
+    windows_needed = tl.SYNCTALK2D.last_window(len(reference) - 1) + 1
     assert counting.windows <= windows_needed  # not 16 per frame (silent ones even shared)
 
 

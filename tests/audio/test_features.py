@@ -1,4 +1,5 @@
-"""The feature timeline: streaming gives the offline frames, each as early as its audio allows."""
+"""The feature timeline: streaming gives the offline frames, each as early as its audio allows,
+for SyncTalk_2D's feature layout and the low-latency ones."""
 
 from __future__ import annotations
 
@@ -11,10 +12,13 @@ from lipstream.audio import (
     float_to_pcm16,
     offline_features,
     resample,
-    samples_needed,
 )
 from lipstream.audio import timeline as tl
+from lipstream.audio.features import segment_features
 from lipstream.errors import InvalidInput
+
+samples_needed = tl.SYNCTALK2D.samples_needed
+LOW_LATENCY = [tl.FeatureLayout(13, 2, "frame_end"), tl.FeatureLayout(15, 0, "frame_end")]
 
 
 def _chunks(x, sizes):
@@ -69,7 +73,7 @@ def test_sample_by_sample_stream_emits_each_frame_the_moment_its_audio_arrives(
 ):
     prefix = speech[: 640 * 20]  # 0.8 s keeps one-sample pushes quick
     streamed, emitted_at = _stream(StreamingFeatureExtractor(stub_encode), prefix, [1])
-    ready_while_streaming = tl.frames_ready(len(prefix))
+    ready_while_streaming = tl.SYNCTALK2D.frames_ready(len(prefix))
     assert ready_while_streaming == 9
     for k in range(ready_while_streaming):
         assert emitted_at[k] == samples_needed(k)
@@ -99,7 +103,7 @@ def test_encoder_sees_synctalk2d_windows(speech_npz, stub_encode):
     for i in range(0, 16000, 500):  # window 19 reads mel frames 60..75: 15400 samples
         extractor.push(speech_npz["pcm"][i : i + 500])
     windows = np.concatenate(seen)[:20, 0]
-    assert [tl.encoder_window_start(j) for j in range(20)] == list(
+    assert [tl.SYNCTALK2D.window_start(j) for j in range(20)] == list(
         speech_npz["window_start_mel_frame"]
     )
     np.testing.assert_allclose(windows, speech_npz["windows"], rtol=0, atol=1e-4)
@@ -119,7 +123,7 @@ def test_flush_completes_one_frame_per_started_40_ms(stub_encode, n):
     extractor = StreamingFeatureExtractor(stub_encode)
     early = extractor.push(x)
     late = extractor.flush()
-    assert len(early) == tl.frames_ready(n)
+    assert len(early) == tl.SYNCTALK2D.frames_ready(n)
     assert [f.frame_index for f in early + late] == list(range(tl.frame_count(n)))
 
 
@@ -183,7 +187,7 @@ def test_bad_input_is_refused_with_the_reason(stub_encode):
 def test_a_stream_resumed_from_a_piece_continues_with_the_same_frames(
     speech, stub_encode, offline_stub, frame
 ):
-    start = max(tl.first_sample_needed(frame), 0)
+    start = max(tl.SYNCTALK2D.first_sample_needed(frame), 0)
     extractor = StreamingFeatureExtractor(stub_encode)
     # the piece a frame needs, then the rest of the stream in odd chunks
     piece_end = min(samples_needed(frame) + 333, len(speech))
@@ -207,13 +211,58 @@ def test_a_resumed_stream_may_start_earlier_than_needed(speech, stub_encode, off
 
 def test_resume_refuses_audio_that_starts_too_late(speech, stub_encode):
     extractor = StreamingFeatureExtractor(stub_encode)
-    oldest = tl.first_sample_needed(40)
+    oldest = tl.SYNCTALK2D.first_sample_needed(40)
     with pytest.raises(InvalidInput, match=f"frame 40 reads the stream from sample {oldest}"):
         extractor.resume(40, speech[oldest + 1 :], oldest + 1)
     with pytest.raises(InvalidInput, match="ends at sample"):
         extractor.resume(40, speech[oldest : oldest + 10], oldest - 100)
     with pytest.raises(InvalidInput, match="16000 Hz"):
         StreamingFeatureExtractor(stub_encode, sample_rate=24000).resume(0, speech, 0)
+
+
+@pytest.mark.parametrize("layout", LOW_LATENCY, ids=lambda layout: f"after{layout.rows_after}")
+def test_low_latency_layouts_stream_resume_and_segment_as_offline(speech, stub_encode, layout):
+    offline = offline_features(speech, stub_encode, layout)
+    assert offline.shape == (-(-len(speech) // 640), 32, 16, 16)
+    for sizes in ([333], [1, 2000, 13, 640, 5000, 3]):
+        streamed, emitted_at = _stream(
+            StreamingFeatureExtractor(stub_encode, layout=layout), speech, sizes
+        )
+        np.testing.assert_allclose(streamed, offline, rtol=1e-5, atol=1e-5)
+        bounds = np.cumsum(np.concatenate([[0], sizes * (len(speech) // sum(sizes) + 1)]))
+        for k, received in emitted_at.items():  # each frame as soon as its audio is there
+            assert received >= layout.samples_needed(k)
+            assert bounds[np.searchsorted(bounds, received) - 1] < layout.samples_needed(k)
+    # frame 0 waits only for 65 ms (+ 80 ms per row after it), not 450
+    assert layout.samples_needed(0) <= 16 * layout.lookahead_ms
+    for frame in (0, 3, 14, 15, 16, 37, 80):
+        start = max(layout.first_sample_needed(frame), 0)
+        extractor = StreamingFeatureExtractor(stub_encode, layout=layout)
+        piece_end = min(layout.samples_needed(frame) + 333, len(speech))
+        frames = extractor.resume(frame, speech[start:piece_end], start)
+        frames += _stream_from(extractor, speech[piece_end:], [777, 1, 2048])
+        assert [f.frame_index for f in frames] == list(range(frame, len(offline)))
+        np.testing.assert_allclose(
+            np.stack([f.features for f in frames]), offline[frame:], rtol=1e-5, atol=1e-5
+        )
+        segment = segment_features(speech[start:], start, frame, 4, stub_encode, layout)
+        np.testing.assert_allclose(segment, offline[frame : frame + 4], rtol=1e-5, atol=1e-5)
+
+
+def test_low_latency_windows_before_the_start_read_silence(stub_encode):
+    layout = LOW_LATENCY[1]  # no rows after: window 0 is mel frames -12..3
+    seen = []
+
+    def recording_encode(windows):
+        seen.append(windows.copy())
+        return stub_encode(windows)
+
+    StreamingFeatureExtractor(recording_encode, layout=layout).push(
+        (np.random.default_rng(1).standard_normal(1000) * 3000).astype(np.int16)
+    )
+    first = np.concatenate(seen)[0, 0]  # [80, 16]
+    assert np.all(first[:, :12] == -4.0)  # the mel of silence
+    assert not np.all(first[:, 12:] == -4.0)
 
 
 def _stream_from(extractor, x, sizes):

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from lipstream.audio.features import offline_features, torch_encoder
+from lipstream.audio.timeline import SYNCTALK2D, FeatureLayout
 from lipstream.avatar.commands import register_train
 from lipstream.avatar.evaluate import audio_features
 from lipstream.avatar.train import (
@@ -23,7 +24,7 @@ from lipstream.avatar.train import (
     load_training_data,
     train,
 )
-from lipstream.errors import InvalidInput
+from lipstream.errors import CheckpointError, InvalidInput
 from lipstream.model.audio_encoder import AudioEncoder
 from lipstream.model.package import load_package
 
@@ -32,15 +33,23 @@ from lipstream.model.package import load_package
 FAST = {"width": 0.125, "batch_size": 1, "device": "cpu", "seed": 3, "threads": 1}
 
 
-def test_training_features_match_the_serving_timeline(fake_dataset) -> None:
-    data = load_training_data(fake_dataset.path)
+LOW_LATENCY = FeatureLayout(13, 2, "frame_end")
+
+
+@pytest.mark.parametrize("layout", [SYNCTALK2D, LOW_LATENCY, FeatureLayout(15, 0, "frame_end")])
+def test_training_features_match_the_serving_timeline(fake_dataset, layout) -> None:
+    data = load_training_data(fake_dataset.path, layout)
     encoder = AudioEncoder().eval()
-    served = offline_features(data.speech, torch_encoder(encoder))
+    served = offline_features(data.speech, torch_encoder(encoder), layout)
     frames = [0, 1, 7, 9, 20, fake_dataset.frame_count - 1]
     with torch.no_grad():
-        trained = audio_features(encoder, torch.from_numpy(data.mel_windows), frames).numpy()
+        trained = audio_features(
+            encoder, torch.from_numpy(data.mel_windows), frames, layout
+        ).numpy()
     np.testing.assert_allclose(trained, served[frames], rtol=1e-4, atol=1e-5)
-    assert np.all(trained[0, :16] == 0)  # frame 0: the 8 rows before the start are zero
+    # frame 0: the rows before the start are zero (2 values per feature-row in each [16, 16])
+    assert np.all(trained[0, : 2 * layout.rows_before] == 0)
+    assert not np.all(trained[0, 2 * layout.rows_before :] == 0)
 
 
 def test_sampler_never_draws_held_out_frames() -> None:
@@ -129,6 +138,29 @@ def test_train_writes_checkpoints_a_package_and_resumes(
     assert load_package(models / "alice").metrics["steps"] == 3
     info = json.loads((run / "checkpoints" / "step_3.json").read_text())
     assert info["step"] == 3 and info["elapsed_s"] > 0
+
+
+def test_a_low_latency_layout_trains_into_a_package_that_declares_it(
+    fake_dataset, tmp_path: Path
+) -> None:
+    models, run = tmp_path / "models", tmp_path / "run"
+    config = TrainConfig(**FAST, steps=1, layout=LOW_LATENCY)
+    train(fake_dataset.path, models, "quick", config, run_dir=run, progress=False)
+    package = load_package(models / "quick")
+    assert package.layout == LOW_LATENCY
+    assert package.lookahead_ms == 145.0 and package.lookahead_frames == 3
+    # a checkpoint of one layout does not resume as another
+    with pytest.raises(CheckpointError, match="feature layout"):
+        train(
+            fake_dataset.path,
+            models,
+            "quick",
+            TrainConfig(**{**FAST, "steps": 2}),
+            run_dir=run,
+            resume=True,
+            force=True,
+            progress=False,
+        )
 
 
 def test_an_existing_package_is_refused_before_training(fake_dataset, tmp_path: Path) -> None:

@@ -79,8 +79,9 @@ def test_a_frame_waits_for_its_lookahead():
         received16k = session._utterances[-1].received
         for job in run_all_jobs(session):
             last = job.utterance_first_frame + job.frame_count - 1
-            assert tl.samples_needed(last) <= received16k
-    assert len(session.take_frames()) == tl.frames_ready(session._utterances[-1].received)
+            assert tl.SYNCTALK2D.samples_needed(last) <= received16k
+    received = session._utterances[-1].received
+    assert len(session.take_frames()) == tl.SYNCTALK2D.frames_ready(received)
 
 
 def test_jobs_carry_the_audio_that_reproduces_offline_features():

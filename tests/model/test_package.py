@@ -10,10 +10,10 @@ import av
 import numpy as np
 import pytest
 
+from lipstream.audio.timeline import SYNCTALK2D, FeatureLayout
 from lipstream.errors import InvalidInput, PackageError
 from lipstream.geometry import CropBox, crop_frame
 from lipstream.model.package import (
-    AVE_LOOKAHEAD_MS,
     InvalidPackage,
     list_packages,
     load_package,
@@ -43,7 +43,8 @@ def test_package_loads_with_its_declared_properties(fake_package, fake_avatar):
     pkg = load_package(fake_package)
     assert pkg.name == "demo" and pkg.fps == 25 and pkg.frame_count == FRAME_COUNT
     assert pkg.generator_width == 0.25
-    assert pkg.lookahead_ms == AVE_LOOKAHEAD_MS and pkg.lookahead_frames == 11
+    assert pkg.lookahead_ms == 452.5 and pkg.lookahead_frames == 11
+    assert pkg.layout == SYNCTALK2D
     assert (pkg.video_width, pkg.video_height) == FRAME_SIZE
     assert pkg.weight_families == ("pytorch",)
     assert pkg.weights("pytorch.generator") == fake_package / "generator.safetensors"
@@ -133,6 +134,28 @@ def _bad_version(pkg: Path) -> None:
     _edit_manifest(pkg, lambda m: m.update(format_version=2))
 
 
+def _layout_without_its_lookahead(pkg: Path) -> None:
+    layout = {"rows_before": 13, "rows_after": 2, "alignment": "frame_end"}
+    _edit_manifest(pkg, lambda m: m["audio"].update(layout=layout))  # lookahead still 452.5
+
+
+def _bad_layout(pkg: Path) -> None:
+    layout = {"rows_before": 13, "rows_after": 2, "alignment": "middle"}
+    _edit_manifest(pkg, lambda m: m["audio"].update(layout=layout))
+
+
+def test_a_package_declares_its_feature_layout_and_its_lookahead_follows(package_copy):
+    layout = FeatureLayout(13, 2, "frame_end")
+
+    def low_latency(m):
+        m["audio"].update(layout=layout.to_dict(), lookahead_ms=145.0, lookahead_frames=3)
+
+    _edit_manifest(package_copy, low_latency)
+    pkg = load_package(package_copy)
+    assert pkg.layout == layout
+    assert (pkg.lookahead_ms, pkg.lookahead_frames) == (145.0, 3)
+
+
 def test_lookahead_frames_counts_the_frame_holding_the_newest_sample():
     assert [lookahead_frames(ms) for ms in (452.5, 440.0, 440.1, 40.0, 20.0)] == [11, 10, 11, 0, 0]
 
@@ -152,6 +175,8 @@ def test_lookahead_frames_counts_the_frame_holding_the_newest_sample():
         (_escaping_path, "video.file must be a relative path inside the package"),
         (_wrong_width, "generator.width 0.5 needs 16"),
         (_bad_version, "format_version must be 1"),
+        (_layout_without_its_lookahead, "audio.lookahead_ms must be 145, the lookahead of"),
+        (_bad_layout, "feature alignment must be one of synctalk2d, frame_end, got 'middle'"),
     ],
 )
 def test_broken_package_is_refused_naming_the_problem(package_copy, damage, message):

@@ -10,11 +10,14 @@ import pytest
 import simplejpeg
 
 from lipstream.audio.features import offline_features
-from lipstream.audio.timeline import first_sample_needed, samples_needed
+from lipstream.audio.timeline import SYNCTALK2D
 from lipstream.errors import InvalidInput
 from lipstream.service import lipsync_pb2 as pb
 from lipstream.service.batcher import Batcher, Job
 from lipstream.service.inputs import MAX_FRAMES_PER_REQUEST, FrameRequest
+
+first_sample_needed = SYNCTALK2D.first_sample_needed
+samples_needed = SYNCTALK2D.samples_needed
 
 
 def parse(frame_count: int = 250, default_rate: int = 24000, **fields) -> FrameRequest:

@@ -12,10 +12,13 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from testkit.frames import decode_mouth
 
-from lipstream.audio.timeline import first_sample_needed, samples_needed
+from lipstream.audio.timeline import SYNCTALK2D
 from lipstream.model.engine import resolve_runtime
 from lipstream.model.package import load_package
 from lipstream.service import lipsync_pb2 as pb
+
+first_sample_needed = SYNCTALK2D.first_sample_needed
+samples_needed = SYNCTALK2D.samples_needed
 
 
 def generate(lipsync, **fields) -> pb.BatchInferenceResponse:

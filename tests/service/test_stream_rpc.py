@@ -56,7 +56,7 @@ def test_audio_sent_once_gives_the_mouths_of_the_whole_clip(lipsync, speech16k):
     )
     requests, sent = [], 0
     for rid, first in enumerate(range(0, 40, 5), start=1):
-        end = min(tl.samples_needed(first + 4), len(speech16k))
+        end = min(tl.SYNCTALK2D.samples_needed(first + 4), len(speech16k))
         requests.append(audio(1, sent, speech16k[sent:end]))  # each sample once
         sent = end
         requests.append(frames(rid, first, ids[first : first + 5]))
@@ -79,7 +79,7 @@ def test_the_end_of_an_utterance_completes_its_frames_with_silence(lipsync, spee
 
 
 def test_requests_fail_alone_with_their_status(lipsync, speech16k):
-    piece = speech16k[: tl.samples_needed(4)]
+    piece = speech16k[: tl.SYNCTALK2D.samples_needed(4)]
     got = answers(
         lipsync,
         [
@@ -124,7 +124,7 @@ def test_interrupt_forgets_the_audio_and_the_stream_goes_on(lipsync, speech16k):
             yield item
 
     responses = lipsync.stub.StreamLipSync(requests(), timeout=60)
-    piece = speech16k[: tl.samples_needed(9)]
+    piece = speech16k[: tl.SYNCTALK2D.samples_needed(9)]
     outbox.put(audio(1, 0, piece))
     outbox.put(frames(1, 0, range(5)))
     assert next(responses).error_code == OK

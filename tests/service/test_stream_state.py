@@ -15,6 +15,8 @@ from lipstream.service.stream_state import (
     UtteranceFeatures,
 )
 
+SYNC = tl.SYNCTALK2D
+
 
 def encoder(seed: int):
     weights = np.random.default_rng(seed).standard_normal((80 * 16, 512)).astype(np.float32) / 40
@@ -47,7 +49,7 @@ def test_audio_sent_once_in_pieces_gives_the_offline_features(speech):
     utt = UtteranceFeatures()
     sent = 0
     for first, count in jobs(len(offline)):
-        end = min(tl.samples_needed(first + count - 1), len(speech))
+        end = min(SYNC.samples_needed(first + count - 1), len(speech))
         utt.add_audio(sent, speech[sent:end])  # only what was not sent before
         sent = end
         if sent == len(speech):
@@ -55,7 +57,7 @@ def test_audio_sent_once_in_pieces_gives_the_offline_features(speech):
         got = utt.features(encode, first, count)
         np.testing.assert_allclose(got, offline[first : first + count], rtol=1e-5, atol=1e-5)
     # every encoder window was computed once (plus the flush's last ones)
-    assert sum(encode.calls) <= tl.last_encoder_window(len(offline) - 1) + 2
+    assert sum(encode.calls) <= SYNC.last_window(len(offline) - 1) + 2
     first, end = utt.held_samples
     assert end - first <= 2 * tl.SAMPLE_RATE  # the audio behind the frames is let go
 
@@ -75,7 +77,7 @@ def test_a_request_behind_the_stream_is_made_again_from_the_second_held(speech):
     encode = encoder(3)
     offline = offline_features(speech, encode)
     utt = UtteranceFeatures()
-    utt.add_audio(0, speech[: tl.samples_needed(19)])
+    utt.add_audio(0, speech[: SYNC.samples_needed(19)])
     utt.features(encode, 10, 10)  # frames 10..19 arrived first
     again = utt.features(encode, 5, 5)  # frames 5..9 after them (a retry on a new stream)
     np.testing.assert_allclose(again, offline[5:10], rtol=1e-5, atol=1e-5)
@@ -85,10 +87,10 @@ def test_a_stream_reopened_elsewhere_continues_from_a_second_of_audio(speech):
     encode = encoder(4)
     offline = offline_features(speech, encode)
     first = 40
-    start = max(tl.first_sample_needed(first), 0)
+    start = max(SYNC.first_sample_needed(first), 0)
     fresh = UtteranceFeatures()  # another instance: it never saw the utterance's start
-    fresh.add_audio(start, speech[start : tl.samples_needed(first + 4)])
-    assert tl.samples_needed(first) - start < tl.SAMPLE_RATE  # a frame reads under a second
+    fresh.add_audio(start, speech[start : SYNC.samples_needed(first + 4)])
+    assert SYNC.samples_needed(first) - start < tl.SAMPLE_RATE  # a frame reads under a second
     np.testing.assert_allclose(
         fresh.features(encode, first, 5), offline[first : first + 5], rtol=1e-5, atol=1e-5
     )
@@ -155,10 +157,10 @@ def test_a_piece_that_replaces_the_audio_gives_the_right_frames(speech):
     encode = encoder(8)
     offline = offline_features(speech, encode)
     utt = UtteranceFeatures()
-    utt.add_audio(0, speech[: tl.samples_needed(20)])
+    utt.add_audio(0, speech[: SYNC.samples_needed(20)])
     utt.features(encode, 0, 10)  # frames 10.. wait in the extractor
-    start = max(tl.first_sample_needed(60), 0)
-    utt.add_audio(start, speech[start : tl.samples_needed(64)])  # the client started over
+    start = max(SYNC.first_sample_needed(60), 0)
+    utt.add_audio(start, speech[start : SYNC.samples_needed(64)])  # the client started over
     np.testing.assert_allclose(utt.features(encode, 60, 5), offline[60:65], rtol=1e-5, atol=1e-5)
 
 
@@ -184,7 +186,7 @@ def test_an_encoder_failure_costs_one_request_not_the_utterance(speech):
 
 def test_audio_that_ends_where_a_frame_starts_reading_is_missing_audio(speech):
     utt = UtteranceFeatures()
-    needed = tl.first_sample_needed(40)
+    needed = SYNC.first_sample_needed(40)
     utt.add_audio(0, speech[:needed])
     with pytest.raises(AudioMissing):
         utt.features(encoder(10), 40, 1)

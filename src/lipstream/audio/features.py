@@ -1,9 +1,10 @@
-"""The SyncTalk_2D 'AVE' feature timeline: audio -> one [32, 16, 16] generator input per frame.
+"""The feature timeline: audio -> one [32, 16, 16] generator input per frame.
 
 An encoder is any callable ``encode(windows: float32 [N, 1, 80, 16]) -> float32 [N, 512]``.
-Encoder window j reads mel frames [floor(16j/5), +16) transposed to [80, 16]; feature row 0 is
-E[0] and row r >= 1 is E[r-1]; frame k takes rows [k-8, k+8) (zero rows before the start),
-reshaped row-major [16, 512] -> [32, 16, 16]. See ``lipstream.audio.timeline`` for the timing.
+Encoder window j reads 16 mel frames from ``layout.window_start(j)`` on, as [80, 16] (mel frames
+before the stream's start are silence); frame k takes the 16 rows ``layout.rows(k)`` (zero rows
+before the start), reshaped row-major [16, 512] -> [32, 16, 16]. The layout is a model
+package's (``lipstream.audio.timeline.FeatureLayout``; SyncTalk_2D's by default).
 
 Streams are continued by silence at their end, so a stream of N samples at 16 kHz has
 ceil(N/640) frames and the last frames never need SyncTalk_2D's "shift the last window back"
@@ -21,9 +22,10 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from lipstream.audio import timeline as tl
-from lipstream.audio.mel import N_MELS, StreamingMel, mel_frames, preemphasize
+from lipstream.audio.mel import N_MELS, SILENCE, StreamingMel, mel_frames, preemphasize
 from lipstream.audio.pcm import AudioChunk, as_float_samples, validate_sample_rate
 from lipstream.audio.resample import StreamingResampler
+from lipstream.audio.timeline import SYNCTALK2D, FeatureLayout
 from lipstream.errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -57,12 +59,15 @@ def torch_encoder(module: torch.nn.Module) -> Encoder:
 def encoder_windows(mel: np.ndarray, first_frame: int, starts: list[int]) -> np.ndarray:
     """Encoder inputs float32 [N, 1, 80, 16] for windows starting at global mel frames ``starts``.
 
-    ``mel`` is [80, M] holding global mel frames ``first_frame .. first_frame + M - 1``.
+    ``mel`` is [80, M] holding global mel frames ``first_frame .. first_frame + M - 1``; a
+    window starting before mel frame 0 reads silence there.
     """
     out = np.empty((len(starts), 1, N_MELS, tl.MEL_WINDOW_FRAMES), dtype=np.float32)
     for i, start in enumerate(starts):
-        s = start - first_frame
-        out[i, 0] = mel[:, s : s + tl.MEL_WINDOW_FRAMES]
+        before = min(max(-start, 0), tl.MEL_WINDOW_FRAMES)  # columns before the stream
+        out[i, 0, :, :before] = SILENCE
+        s = start + before - first_frame
+        out[i, 0, :, before:] = mel[:, s : s + tl.MEL_WINDOW_FRAMES - before]
     return out
 
 
@@ -78,20 +83,24 @@ def _encode(encode: Encoder, windows: np.ndarray) -> np.ndarray:
     return out
 
 
-def frame_features(encoded: np.ndarray, first_window: int, frame: int) -> np.ndarray:
+def frame_features(
+    encoded: np.ndarray, first_window: int, frame: int, layout: FeatureLayout = SYNCTALK2D
+) -> np.ndarray:
     """Generator input float32 [32, 16, 16] of ``frame`` from encoder outputs.
 
-    ``encoded`` holds E[first_window ..]; it must reach E[frame + 6] and, unless frame <= 8,
-    start no later than E[frame - 9].
+    ``encoded`` holds E[first_window ..]; it must reach ``layout.last_window(frame)`` and start
+    no later than ``layout.first_window(frame)``.
     """
     rows = np.zeros((tl.WINDOW_ROWS, tl.FEATURE_SIZE), dtype=np.float32)
-    for i, r in enumerate(range(frame - tl.ROWS_BEFORE, frame + tl.ROWS_AFTER + 1)):
-        if r >= 0:  # rows before the stream's start stay zero
-            rows[i] = encoded[max(r - 1, 0) - first_window]
+    for i, window in enumerate(layout.rows(frame)):
+        if window >= 0:  # rows before the stream's start stay zero
+            rows[i] = encoded[window - first_window]
     return rows.reshape(tl.FRAME_FEATURE_SHAPE)
 
 
-def offline_features(pcm16k: AudioChunk | np.ndarray, encode: Encoder) -> np.ndarray:
+def offline_features(
+    pcm16k: AudioChunk | np.ndarray, encode: Encoder, layout: FeatureLayout = SYNCTALK2D
+) -> np.ndarray:
     """Generator inputs for a whole 16 kHz signal: float32 [ceil(N/640), 32, 16, 16]."""
     if isinstance(pcm16k, AudioChunk) and pcm16k.sample_rate != tl.SAMPLE_RATE:
         raise InvalidInput(
@@ -102,23 +111,24 @@ def offline_features(pcm16k: AudioChunk | np.ndarray, encode: Encoder) -> np.nda
     if n_frames == 0:
         return np.zeros((0, *tl.FRAME_FEATURE_SHAPE), dtype=np.float32)
     # the same streaming mel, fed at once: the signal continued by silence as far as needed
-    needed = tl.samples_needed(n_frames - 1)
-    mel = StreamingMel().push(np.concatenate([x, np.zeros(needed - len(x))]))
-    n_windows = tl.last_encoder_window(n_frames - 1) + 1
-    starts = [tl.encoder_window_start(j) for j in range(n_windows)]
+    needed = layout.samples_needed(n_frames - 1)
+    x = np.concatenate([x[:needed], np.zeros(max(needed - len(x), 0))])
+    mel = StreamingMel().push(x)
+    n_windows = layout.last_window(n_frames - 1) + 1
+    starts = [layout.window_start(j) for j in range(n_windows)]
     encoded = np.concatenate(
         [
             _encode(encode, encoder_windows(mel, 0, starts[b : b + _ENCODE_BATCH]))
             for b in range(0, n_windows, _ENCODE_BATCH)
         ]
     )
-    return np.stack([frame_features(encoded, 0, k) for k in range(n_frames)])
+    return np.stack([frame_features(encoded, 0, k, layout) for k in range(n_frames)])
 
 
 class StreamingFeatureExtractor:
     """Generator inputs of an audio stream, each emitted as soon as its lookahead has arrived.
 
-    ``push`` returns the frames that became ready (frame k once ``timeline.samples_needed(k)``
+    ``push`` returns the frames that became ready (frame k once ``layout.samples_needed(k)``
     16 kHz samples exist); ``flush`` ends the stream, continues it with silence and returns the
     rest, ``ceil(N/640)`` frames in all for N samples at 16 kHz. Frame indices count from the
     start of the current stream: after ``flush`` or ``reset`` they start at 0 again, and a
@@ -130,8 +140,14 @@ class StreamingFeatureExtractor:
     need are kept.
     """
 
-    def __init__(self, encode: Encoder, sample_rate: int = tl.SAMPLE_RATE) -> None:
+    def __init__(
+        self,
+        encode: Encoder,
+        sample_rate: int = tl.SAMPLE_RATE,
+        layout: FeatureLayout = SYNCTALK2D,
+    ) -> None:
         self._encode = encode
+        self.layout = layout
         self.sample_rate = validate_sample_rate(sample_rate)
         self._resampler = (
             StreamingResampler(self.sample_rate, tl.SAMPLE_RATE)
@@ -186,7 +202,8 @@ class StreamingFeatureExtractor:
         """
         if self._resampler:
             raise InvalidInput("resume takes 16000 Hz audio: make the extractor at 16000 Hz")
-        oldest = max(tl.first_sample_needed(frame), 0) if frame >= 0 else -1
+        layout = self.layout
+        oldest = max(layout.first_sample_needed(frame), 0) if frame >= 0 else -1
         if frame < 0 or not 0 <= start_sample <= oldest:
             raise InvalidInput(
                 f"frame {frame} reads the stream from sample {oldest} on: the audio must start "
@@ -194,10 +211,10 @@ class StreamingFeatureExtractor:
             )
         x = as_float_samples(audio)
         self.reset()
-        first_window = max(frame - tl.ROWS_BEFORE - 1, 0)
-        first_mel = tl.encoder_window_start(first_window)
+        first_window = layout.first_window(frame)
+        first_mel = max(layout.window_start(first_window), 0)
         # the mel's first sample: the one after the sample pre-emphasis reads before it
-        first_sample = max(tl.first_sample_needed(frame) + 1, 0)
+        first_sample = max(layout.first_sample_needed(frame) + 1, 0)
         if len(x) < first_sample - start_sample:
             raise InvalidInput(
                 f"frame {frame} reads the stream from sample {first_sample} on, but the audio "
@@ -231,7 +248,8 @@ class StreamingFeatureExtractor:
             frames += self._feed(tail, last_frame=None)
         n_frames = tl.frame_count(self._samples)
         if n_frames > self._next_frame:
-            silence = np.zeros(tl.samples_needed(n_frames - 1) - self._mel.samples_received)
+            needed = self.layout.samples_needed(n_frames - 1)
+            silence = np.zeros(max(needed - self._mel.samples_received, 0))
             frames += self._feed(silence, last_frame=n_frames - 1)
         self.reset()
         return frames
@@ -242,28 +260,27 @@ class StreamingFeatureExtractor:
             self._mel_buf = np.concatenate([self._mel_buf, mel], axis=1)
         mel_end = self._mel_first + self._mel_buf.shape[1]
 
+        layout = self.layout
         starts = []
-        while tl.encoder_window_start(self._next_window) + tl.MEL_WINDOW_FRAMES <= mel_end:
-            starts.append(tl.encoder_window_start(self._next_window))
+        while layout.window_start(self._next_window) + tl.MEL_WINDOW_FRAMES <= mel_end:
+            starts.append(layout.window_start(self._next_window))
             self._next_window += 1
         if starts:
             windows = encoder_windows(self._mel_buf, self._mel_first, starts)
             self._encoded = np.concatenate([self._encoded, _encode(self._encode, windows)])
             # mel frames before the next window's start are never read again
-            drop = tl.encoder_window_start(self._next_window) - self._mel_first
+            drop = max(layout.window_start(self._next_window) - self._mel_first, 0)
             self._mel_buf = self._mel_buf[:, drop:]
             self._mel_first += drop
 
         frames = []
         k = self._next_frame
-        while tl.last_encoder_window(k) < self._next_window and (
-            last_frame is None or k <= last_frame
-        ):
-            frames.append(FeatureFrame(k, frame_features(self._encoded, self._encoded_first, k)))
+        while layout.last_window(k) < self._next_window and (last_frame is None or k <= last_frame):
+            features = frame_features(self._encoded, self._encoded_first, k, layout)
+            frames.append(FeatureFrame(k, features))
             k += 1
         self._next_frame = k
-        # the next frame reads rows from k-8 on, i.e. E[k-9] (E[0] for the first rows)
-        keep = max(k - tl.ROWS_BEFORE - 1, 0)
+        keep = layout.first_window(k)  # the oldest window the next frame reads
         if keep > self._encoded_first:
             self._encoded = self._encoded[keep - self._encoded_first :]
             self._encoded_first = keep
@@ -319,12 +336,13 @@ def segment_features(
     first_frame: int,
     count: int,
     encode: Encoder,
+    layout: FeatureLayout = SYNCTALK2D,
 ) -> np.ndarray:
     """Generator inputs of frames ``first_frame ..`` from a stretch of one utterance's audio.
 
     ``pcm16k`` holds the utterance's 16 kHz samples from index ``start_sample`` on; samples
     before it (down to the utterance start) must not be needed, i.e. ``start_sample`` is at
-    most ``max(0, timeline.first_sample_needed(first_frame))``. Samples past its end are
+    most ``max(0, layout.first_sample_needed(first_frame))``. Samples past its end are
     silence. The result, float32 [count, 32, 16, 16], equals the same frames of
     ``offline_features`` over the utterance, so a stateless service can make any frames of a
     stream from a bounded piece of it.
@@ -338,7 +356,7 @@ def segment_features(
         raise InvalidInput(f"segment_features takes 16000 Hz audio, got {pcm16k.sample_rate} Hz")
     if count == 0:
         return np.zeros((0, *tl.FRAME_FEATURE_SHAPE), dtype=np.float32)
-    oldest = max(tl.first_sample_needed(first_frame), 0)
+    oldest = max(layout.first_sample_needed(first_frame), 0)
     if start_sample > oldest:
         raise InvalidInput(
             f"frame {first_frame} needs audio from utterance sample {oldest} on, "
@@ -346,10 +364,10 @@ def segment_features(
         )
     x = as_float_samples(pcm16k)
     last = first_frame + count - 1
-    first_window = max(first_frame - tl.ROWS_BEFORE - 1, 0)
-    last_window = tl.last_encoder_window(last)
-    mel_first = tl.encoder_window_start(first_window)
-    mel_count = tl.encoder_window_start(last_window) + tl.MEL_WINDOW_FRAMES - mel_first
+    first_window = layout.first_window(first_frame)
+    last_window = layout.last_window(last)
+    mel_first = max(layout.window_start(first_window), 0)
+    mel_count = layout.window_start(last_window) + tl.MEL_WINDOW_FRAMES - mel_first
     # utterance samples [lo - 1, hi): one before the first for pre-emphasis; zeros outside
     lo = tl.MEL_HOP * mel_first - tl.MEL_HALF_WINDOW
     hi = tl.MEL_HOP * (mel_first + mel_count - 1) + tl.MEL_HALF_WINDOW
@@ -358,8 +376,8 @@ def segment_features(
     if b > a:
         span[a - (lo - 1) : b - (lo - 1)] = x[a - start_sample : b - start_sample]
     mel = mel_frames(preemphasize(span[1:], previous=span[0]), mel_count)
-    starts = [tl.encoder_window_start(j) for j in range(first_window, last_window + 1)]
+    starts = [layout.window_start(j) for j in range(first_window, last_window + 1)]
     encoded = _encode(encode, encoder_windows(mel, mel_first, starts))
     return np.stack(
-        [frame_features(encoded, first_window, k) for k in range(first_frame, last + 1)]
+        [frame_features(encoded, first_window, k, layout) for k in range(first_frame, last + 1)]
     )

@@ -30,6 +30,8 @@ _MIN_LEVEL_DB = -100.0
 _MAX_ABS = 4.0
 _BLOCK = 1024  # mel frames computed per step
 _MIN_AMPLITUDE = np.exp(_MIN_LEVEL_DB / 20 * np.log(10))  # 1e-5
+SILENCE = -_MAX_ABS
+"""The value of every band of a mel frame of silence (and of the frames before a stream)."""
 
 
 # Slaney's auditory mel scale: linear below 1 kHz, logarithmic above.

@@ -1,4 +1,4 @@
-"""The avatar builder's commands: ``build``, ``avatar-from-photo`` and ``train``.
+"""The avatar builder's commands: ``build``, ``avatar-from-photo``, ``train`` and ``evaluate``.
 
 ``build`` makes a training dataset from a talking-head video, ``avatar-from-photo`` a whole avatar
 from one portrait, and ``train`` an avatar's lip-sync model from its dataset. ``register`` adds
@@ -98,6 +98,36 @@ def summary(dataset: object) -> str:
     return "\n".join(lines)
 
 
+def add_layout_arguments(p: argparse.ArgumentParser) -> None:
+    """``--lookahead-ms`` / ``--rows-after``: the feature layout a model is trained for."""
+    group = p.add_mutually_exclusive_group()
+    group.add_argument(
+        "--lookahead-ms",
+        type=float,
+        help="future audio a frame may wait for: 452.5 (SyncTalk_2D's layout, the default), "
+        "or less for a low-latency layout whose feature windows end at each frame's end "
+        "(145: two rows ahead, 105: one, 65: none); the longest layout within it is used",
+    )
+    group.add_argument(
+        "--rows-after",
+        type=int,
+        metavar="N",
+        help="explicit low-latency layout: N feature rows (0-15) after the current frame, "
+        "15 - N before, windows ending at each frame's end",
+    )
+
+
+def layout_from_args(args: argparse.Namespace):  # -> FeatureLayout
+    """The feature layout ``--lookahead-ms`` / ``--rows-after`` ask for (SyncTalk_2D's if none)."""
+    from lipstream.audio.timeline import SYNCTALK2D, WINDOW_ROWS, FeatureLayout
+
+    if args.rows_after is not None:
+        return FeatureLayout(WINDOW_ROWS - 1 - args.rows_after, args.rows_after, "frame_end")
+    if args.lookahead_ms is not None:
+        return FeatureLayout.for_lookahead_ms(args.lookahead_ms)
+    return SYNCTALK2D
+
+
 def _add_from_photo(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "avatar-from-photo",
@@ -118,6 +148,7 @@ def _add_from_photo(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     p.add_argument(
         "--serving-only", action="store_true", help="drop the PyTorch weights after export"
     )
+    add_layout_arguments(p)
     p.set_defaults(func=_cmd_from_photo)
 
 
@@ -126,7 +157,12 @@ def _cmd_from_photo(args: argparse.Namespace) -> int:
     from lipstream.avatar.train import TrainConfig
     from lipstream.model.commands import summary as package_summary
 
-    config = TrainConfig(width=args.width, steps=args.steps, batch_size=args.batch_size)
+    config = TrainConfig(
+        width=args.width,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        layout=layout_from_args(args),
+    )
     package = avatar_from_photo(
         args.photo,
         args.name,
@@ -189,10 +225,16 @@ def register_train(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
         help="a dataset (under --datasets-dir) whose frames the package shows, e.g. a short "
         "clip at rest; default: the training dataset's own frames",
     )
+    p.add_argument(
+        "--package",
+        metavar="NAME",
+        help="name of the model package to write; default: the dataset's name",
+    )
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
     p.add_argument("--force", action="store_true", help="replace a package of the same name")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=defaults.device)
     p.add_argument("--threads", type=int, default=0, help="CPU threads; default: every core")
+    add_layout_arguments(p)
     p.set_defaults(func=_cmd_train)
 
 
@@ -208,11 +250,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every,
         device=args.device,
         threads=args.threads,
+        layout=layout_from_args(args),
     )
     result = train(
         args.datasets_dir / args.name,
         args.models_dir,
-        args.name,
+        args.package or args.name,
         config,
         run_dir=args.run_dir,
         resume=args.resume,
@@ -223,4 +266,45 @@ def _cmd_train(args: argparse.Namespace) -> int:
     print(f"{result.package.name}: {result.steps} steps, package {result.package.path}")
     for key, value in sorted(result.metrics.items()):
         print(f"  {key}: {value:g}")
+    return 0
+
+
+def register_evaluate(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``evaluate`` subcommand (it needs PyTorch: ``lipstream.cli`` adds it on demand)."""
+    from lipstream.avatar import package_evaluation
+
+    p = subparsers.add_parser(
+        "evaluate",
+        help="measure a model package on a dataset's held-out frames (sync, PSNR, SSIM)",
+        description=package_evaluation.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("package", type=Path, help="the model package folder, e.g. models/demo")
+    p.add_argument(
+        "--dataset",
+        type=Path,
+        required=True,
+        help="a dataset made by `lipstream build` (its last 10%% of frames are measured)",
+    )
+    p.add_argument(
+        "--contact-sheet",
+        type=Path,
+        metavar="JPG",
+        help="also write real (top) and generated (bottom) mouths of 10 held-out frames",
+    )
+    p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
+    p.set_defaults(func=_cmd_evaluate)
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    from lipstream.avatar.package_evaluation import evaluate_package
+
+    metrics = evaluate_package(args.package, args.dataset, contact_sheet=args.contact_sheet)
+    if args.json:
+        print(json.dumps(metrics, sort_keys=True))
+    else:
+        for key, value in sorted(metrics.items()):
+            print(f"{key}: {value:g}")
     return 0

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lipstream.audio import timeline as tl
+from lipstream.audio.timeline import SYNCTALK2D, FeatureLayout
 from lipstream.errors import InvalidInput
 from lipstream.geometry import MASK, NETWORK_SIZE, CropBox, inner, masked, paste_prediction
 from lipstream.model.quality import psnr
@@ -47,26 +47,24 @@ _MIN_SYNC_FRAMES = 3  # a correlation over fewer pairs means nothing
 # The network inputs, shared with training
 
 
-def window_rows(frames: Sequence[int]) -> np.ndarray:
-    """The encoder window feeding each of a frame's 16 feature rows: int64 [B, 16], -1 = zero.
-
-    Frame k reads rows k-8 .. k+7; row r >= 1 is encoder window r-1, row 0 is window 0, and rows
-    before the start of the audio are zero (see ``lipstream.audio.timeline``).
-    """
-    offsets = np.arange(-tl.ROWS_BEFORE, tl.ROWS_AFTER + 1)
-    rows = np.asarray(frames, dtype=np.int64)[:, None] + offsets[None, :]
-    return np.where(rows < 0, -1, np.maximum(rows - 1, 0))
+def window_rows(frames: Sequence[int], layout: FeatureLayout = SYNCTALK2D) -> np.ndarray:
+    """The encoder window feeding each of a frame's 16 feature rows: int64 [B, 16], -1 = zero
+    (rows before the start of the audio; see ``lipstream.audio.timeline``)."""
+    return np.asarray([layout.rows(k) for k in frames], dtype=np.int64).reshape(-1, 16)
 
 
 def audio_features(
-    encoder: nn.Module, mel_windows: torch.Tensor, frames: Sequence[int]
+    encoder: nn.Module,
+    mel_windows: torch.Tensor,
+    frames: Sequence[int],
+    layout: FeatureLayout = SYNCTALK2D,
 ) -> torch.Tensor:
     """Generator audio input [B, 32, 16, 16] of ``frames`` from the mel windows [W, 1, 80, 16].
 
     Each window the batch needs is encoded once, so gradients reach the encoder through every
     row that uses it.
     """
-    rows = window_rows(frames)
+    rows = window_rows(frames, layout)
     used = np.unique(rows[rows >= 0])
     index = torch.from_numpy(used).to(mel_windows.device)
     encoded = encoder(mel_windows.index_select(0, index))  # [U, 512]
@@ -102,6 +100,7 @@ def generate(
     indices: Sequence[int],
     batch_size: int = 4,
     references: Sequence[int] | None = None,
+    layout: FeatureLayout = SYNCTALK2D,
 ) -> np.ndarray:
     """Mouth regions uint8 [len(indices), 320, 320, 3] for frames ``indices``.
 
@@ -121,7 +120,7 @@ def generate(
         refs = frames if references is None else list(references[start : start + batch_size])
         image = network_input(regions[refs], regions[frames], device)
         out[start : start + len(frames)] = to_uint8(
-            generator(image, audio_features(encoder, mel_windows, frames))
+            generator(image, audio_features(encoder, mel_windows, frames, layout))
         )
     return out
 
@@ -212,6 +211,7 @@ def evaluate(
     measure_opening: OpeningMeasure | None = None,
     reference_openings: Sequence[float | None] | None = None,
     batch_size: int = 4,
+    layout: FeatureLayout = SYNCTALK2D,
 ) -> dict[str, float]:
     """Generate frames ``indices`` twice and measure them against the real crops.
 
@@ -227,9 +227,16 @@ def evaluate(
     if len(indices) < 2:
         raise ValueError(f"evaluation needs at least 2 frames, got {len(indices)}")
     real = np.ascontiguousarray(inner(crops[indices]))
-    own = generate(generator, encoder, crops, mel_windows, indices, batch_size)
+    own = generate(generator, encoder, crops, mel_windows, indices, batch_size, layout=layout)
     cross = generate(
-        generator, encoder, crops, mel_windows, indices, batch_size, cross_references(indices)
+        generator,
+        encoder,
+        crops,
+        mel_windows,
+        indices,
+        batch_size,
+        cross_references(indices),
+        layout,
     )
     cross_metrics = region_metrics(cross, real)
     metrics = {

@@ -96,6 +96,9 @@ def write_package(
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         package = writer.commit(
-            generator_width=trainer.config.width, metrics=metrics, source=source
+            generator_width=trainer.config.width,
+            layout=trainer.config.layout,
+            metrics=metrics,
+            source=source,
         )
     return package, metrics

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lipstream.audio.timeline import SYNCTALK2D, FeatureLayout
 from lipstream.avatar.checkpoints import (
     CHECKPOINTS_DIR,
     checkpoints,
@@ -79,6 +80,8 @@ class TrainConfig:
     """``auto`` (CUDA when available), ``cpu`` or ``cuda``."""
     threads: int = 0
     """CPU threads for PyTorch; 0 uses every core (fewer helps on a machine shared with others)."""
+    layout: FeatureLayout = SYNCTALK2D
+    """Which feature rows a frame reads: SyncTalk_2D's (452.5 ms lookahead) or a shorter one."""
 
     def __post_init__(self) -> None:
         GeneratorConfig(self.width)  # validates the width
@@ -216,7 +219,7 @@ class Trainer:
         """The training loss of one batch (networks in whatever mode they are in)."""
         target = self.regions[np.asarray(targets)]
         image = network_input(self.regions[np.asarray(references)], target, self.device)
-        audio = audio_features(self.encoder, self.mel, list(targets))
+        audio = audio_features(self.encoder, self.mel, list(targets), self.config.layout)
         predicted = self.generator(image, audio.contiguous(memory_format=torch.channels_last))
         truth = torch.from_numpy(np.ascontiguousarray(target)).to(self.device)
         truth = truth.permute(0, 3, 1, 2).float().div_(255.0)
@@ -253,6 +256,7 @@ class Trainer:
             boxes=[self.data.box(i) for i in frames],
             full_frames=full_frames,
             measure_opening=measure_opening,
+            layout=self.config.layout,
         )
 
     # checkpoints ----------------------------------------------------------------------------
@@ -279,6 +283,12 @@ class Trainer:
             raise CheckpointError(
                 f"{weights_path} was trained at width {width}; this run asks for "
                 f"{self.config.width} (pass the same --width to resume)"
+            )
+        layout = FeatureLayout(**info["config"].get("layout", SYNCTALK2D.to_dict()))
+        if layout != self.config.layout:
+            raise CheckpointError(
+                f"{weights_path} was trained for the feature layout {layout.describe()}; this "
+                f"run asks for {self.config.layout.describe()} (pass the same layout to resume)"
             )
         for name, module in self._networks().items():
             load_strict(module, checkpoint.weights(name), str(weights_path))
@@ -340,7 +350,7 @@ def train(
             f"{run_path / CHECKPOINTS_DIR} already holds checkpoints up to step {existing[-1][0]}: "
             "resume from them, or delete the folder to start over"
         )
-    data = load_training_data(dataset_dir)
+    data = load_training_data(dataset_dir, config.layout)
     trainer = Trainer(data, config)
     if trainer.device.type == "cpu":
         torch.set_num_threads(config.threads or os.cpu_count() or 1)

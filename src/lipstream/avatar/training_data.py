@@ -21,6 +21,7 @@ from lipstream.audio.features import encoder_windows
 from lipstream.audio.files import read_audio_file
 from lipstream.audio.mel import StreamingMel
 from lipstream.audio.pcm import AudioChunk, as_float_samples
+from lipstream.audio.timeline import SYNCTALK2D, FeatureLayout
 from lipstream.avatar.dataset import load_dataset
 from lipstream.errors import InvalidInput
 from lipstream.geometry import CROP_SIZE, CropBox
@@ -35,9 +36,10 @@ class TrainingData:
     crops: np.ndarray  # uint8 [N, 328, 328, 3] BGR
     bounds: np.ndarray  # int32 [N, 4]: xmin, ymin, xmax, ymax in video pixels
     speech: AudioChunk  # 16 kHz mono
-    mel_windows: np.ndarray  # float32 [N + 6, 1, 80, 16]: every encoder window the frames use
+    mel_windows: np.ndarray  # float32 [W, 1, 80, 16]: every encoder window the frames use
     video_path: Path
     source: dict[str, Any] = field(default_factory=dict)
+    layout: FeatureLayout = SYNCTALK2D  # how the frames read the mel windows
 
     @property
     def frame_count(self) -> int:
@@ -60,24 +62,25 @@ class TrainingData:
         return CropBox.from_bounds(self.bounds[index])
 
 
-def mel_windows(speech: AudioChunk | np.ndarray, frame_count: int) -> np.ndarray:
-    """Every encoder input float32 [frame_count + 6, 1, 80, 16] that frames 0..N-1 read.
+def mel_windows(
+    speech: AudioChunk | np.ndarray, frame_count: int, layout: FeatureLayout = SYNCTALK2D
+) -> np.ndarray:
+    """Every encoder input float32 [W, 1, 80, 16] that frames 0..N-1 read (window j at j).
 
     The speech is continued by silence (or cut) where frame N-1's lookahead ends, exactly as the
     streaming feature path does, so training sees the features serving computes.
     """
     x = as_float_samples(speech)
-    needed = tl.samples_needed(frame_count - 1)
+    needed = layout.samples_needed(frame_count - 1)
     x = np.concatenate([x[:needed], np.zeros(max(needed - len(x), 0), dtype=x.dtype)])
     mel = StreamingMel().push(x)
-    starts = [
-        tl.encoder_window_start(j) for j in range(tl.last_encoder_window(frame_count - 1) + 1)
-    ]
+    starts = [layout.window_start(j) for j in range(layout.last_window(frame_count - 1) + 1)]
     return encoder_windows(mel, 0, starts)
 
 
-def load_training_data(dataset_dir: str | Path) -> TrainingData:
-    """Read a dataset made by ``lipstream build`` into memory, validated by ``load_dataset``."""
+def load_training_data(dataset_dir: str | Path, layout: FeatureLayout = SYNCTALK2D) -> TrainingData:
+    """Read a dataset made by ``lipstream build`` into memory, validated by ``load_dataset``,
+    with the mel windows of the feature ``layout`` to train."""
     dataset = load_dataset(dataset_dir)
     count = dataset.frame_count
     crops = np.empty((count, CROP_SIZE, CROP_SIZE, 3), dtype=np.uint8)
@@ -93,7 +96,8 @@ def load_training_data(dataset_dir: str | Path) -> TrainingData:
         crops=crops,
         bounds=np.asarray(dataset.bounds),
         speech=speech,
-        mel_windows=mel_windows(speech, count),
+        mel_windows=mel_windows(speech, count, layout),
         video_path=dataset.video_path,
         source=dict(dataset.source or {}),
+        layout=layout,
     )

@@ -15,7 +15,8 @@ const CLIP_START_MARGIN_S = 0.05;
 const SILENCE_LEVEL = 0.004; // RMS below which a chunk counts as silence (about -48 dBFS)
 const RESYNC_STEP_MS = 40; // re-anchor a live segment in silence when its delay is this far off
 // Until a live stream of this session has shown how late its frames come, its delay gets this
-// much more; the first silence after that gives back what was not needed.
+// much more, unless the server's figure already comes from measured frames (a warm server);
+// the first silence after that gives back what was not needed.
 const UNLEARNED_LIVE_MS = 150;
 const OFFSET_WINDOW = 250; // paints in the rolling A/V offset statistics (a few seconds)
 const OFFSET_HISTORY = 60000; // paints kept for the offset distribution (over 15 minutes)
@@ -28,8 +29,9 @@ export class AvSync {
     this.ctx = ctx;
     this.destination = destination;
     this.frameMs = frameMs;
-    // The server's figure (lookahead + chunk + processing + margin) replaces this on connect.
+    // The server's figure (lookahead + processing) replaces this on connect.
     this.pipelineLatencyMs = 700;
+    this.serverMeasured = false; // the server's figure comes from frames it measured
     this.safetyMs = 40; // decode, network and scheduling jitter on this side
     this.extraMs = 0; // learned from frames that came late
     this._nodes = new Set();
@@ -79,8 +81,9 @@ export class AvSync {
     return this._liveDelayMs(this.segments[this.segments.length - 1]);
   }
 
-  setPipelineLatency(ms) {
+  setPipelineLatency(ms, measured = false) {
     if (Number.isFinite(ms) && ms > 0) this.pipelineLatencyMs = ms;
+    this.serverMeasured = Boolean(measured);
   }
 
   get current() {
@@ -182,7 +185,8 @@ export class AvSync {
 
   /** The delay a live segment opened after `prev` gets, in ms. */
   _liveDelayMs(prev) {
-    const unlearned = this.learnedLive || this._learnsLive(prev) ? 0 : UNLEARNED_LIVE_MS;
+    const learned = this.learnedLive || this.serverMeasured || this._learnsLive(prev);
+    const unlearned = learned ? 0 : UNLEARNED_LIVE_MS;
     return Math.max(MIN_DELAY_MS, this.pipelineLatencyMs + this.safetyMs + this._nextExtraMs(prev) + unlearned);
   }
 

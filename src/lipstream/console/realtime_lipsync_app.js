@@ -211,7 +211,7 @@ class ConsoleApp {
     client.addEventListener('model_changed', (e) => {
       const m = e.detail;
       this.serverModel = m.model_name;
-      this.avSync.setPipelineLatency(m.pipeline_latency_ms);
+      this.avSync.setPipelineLatency(m.pipeline_latency_ms, m.latency_measured);
       this.log(`Model ${m.model_name} active (lookahead ${fmt(m.lookahead_ms)} ms).`);
     });
     client.addEventListener('interrupted', (e) => {
@@ -224,7 +224,7 @@ class ConsoleApp {
 
   _onStats(stats) {
     this.serverStats = stats;
-    this.avSync.setPipelineLatency(stats.pipeline_latency_ms);
+    this.avSync.setPipelineLatency(stats.pipeline_latency_ms, stats.latency_measured);
     if (stats.current_model && stats.current_model !== this.serverModel) this.serverModel = stats.current_model;
     const ls = stats.lipsync_service;
     if (ls === 'connected' || ls === 'ok' || ls === 'serving') {

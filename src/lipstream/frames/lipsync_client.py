@@ -13,6 +13,7 @@ import time
 
 import grpc
 
+from lipstream.audio.timeline import SYNCTALK2D, WINDOW_ROWS, FeatureLayout
 from lipstream.errors import (
     InvalidInput,
     LipstreamError,
@@ -61,6 +62,19 @@ _CHANNEL_OPTIONS = [
     ("grpc.keepalive_time_ms", 20000),
 ]
 _MODELS_TTL_S = 5.0
+
+
+def session_model(info: pb.ModelInfo) -> SessionModel:
+    """A ``ModelInfo`` as the session needs it. A service that does not say the feature
+    layout (no ``feature_alignment``, as the guide's) is taken to use SyncTalk_2D's."""
+    layout = SYNCTALK2D
+    if info.feature_alignment:
+        after = info.feature_lookahead_frames
+        try:
+            layout = FeatureLayout(WINDOW_ROWS - 1 - after, after, info.feature_alignment)
+        except InvalidInput as exc:
+            raise InvalidInput(f"the lip-sync service's model {info.name}: {exc}") from None
+    return SessionModel(info.name, info.frame_count, layout, info.runtime)
 
 
 def client_tls(settings: Settings) -> grpc.ChannelCredentials | None:
@@ -131,6 +145,10 @@ class LipSyncClient:
     def _set_connected(self, connected: bool) -> None:
         self.connected = connected
 
+    def known_models(self) -> dict[str, SessionModel]:
+        """The models the last ``ListModels`` answered (no call; empty before the first)."""
+        return dict(self._models)
+
     async def models(self, refresh: bool = False) -> dict[str, SessionModel]:
         """The service's models by name (cached for a few seconds)."""
         async with self._models_lock:
@@ -143,10 +161,7 @@ class LipSyncClient:
                     self.connected = False
                     raise _map_error(exc, "ListModels") from None
                 self.connected = True
-                self._models = {
-                    m.name: SessionModel(m.name, m.frame_count, m.lookahead_ms, m.runtime)
-                    for m in answer.models
-                }
+                self._models = {m.name: session_model(m) for m in answer.models}
                 self._models_at = time.monotonic()
             return dict(self._models)
 

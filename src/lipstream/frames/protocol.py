@@ -281,7 +281,11 @@ def interrupted_reply(
 
 
 def model_changed_reply(
-    model_name: str, frame_count: int, lookahead_ms: float, pipeline_latency_ms: float
+    model_name: str,
+    frame_count: int,
+    lookahead_ms: float,
+    pipeline_latency_ms: float,
+    latency_measured: bool,
 ) -> dict[str, Any]:
     return {
         "type": "model_changed",
@@ -290,6 +294,7 @@ def model_changed_reply(
         "fps": FPS,
         "lookahead_ms": round(lookahead_ms, 1),
         "pipeline_latency_ms": round(pipeline_latency_ms, 1),
+        "latency_measured": latency_measured,
         "video_url": f"/api/model-video/{model_name}",
     }
 
@@ -304,6 +309,7 @@ def configured_reply(
     audio_buffer_size_ms: float,
     lookahead_ms: float,
     pipeline_latency_ms: float,
+    latency_measured: bool,
 ) -> dict[str, Any]:
     return {
         "type": "configured",
@@ -315,6 +321,7 @@ def configured_reply(
         "audio_buffer_size_ms": audio_buffer_size_ms,
         "lookahead_ms": round(lookahead_ms, 1),
         "pipeline_latency_ms": round(pipeline_latency_ms, 1),
+        "latency_measured": latency_measured,
     }
 
 

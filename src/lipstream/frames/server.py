@@ -22,7 +22,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from lipstream.audio.pcm import AudioChunk
-from lipstream.audio.timeline import LOOKAHEAD_MS
+from lipstream.audio.timeline import SYNCTALK2D
 from lipstream.errors import (
     InvalidInput,
     LipstreamError,
@@ -337,7 +337,11 @@ class _Connection:
         self.wake.set()
         await self.send(
             proto.model_changed_reply(
-                model.name, model.frame_count, self.session.lookahead_ms, self.pipeline_latency_ms()
+                model.name,
+                model.frame_count,
+                self.session.lookahead_ms,
+                self.pipeline_latency_ms(),
+                self.session.latency_measured,
             )
         )
 
@@ -363,6 +367,7 @@ class _Connection:
                 audio_buffer_size_ms=self.session.audio_buffer_ms,
                 lookahead_ms=self.session.lookahead_ms,
                 pipeline_latency_ms=self.pipeline_latency_ms(),
+                latency_measured=self.session.latency_measured,
             )
         )
 
@@ -370,7 +375,7 @@ class _Connection:
 
     def pipeline_latency_ms(self) -> float:
         """How long the client should delay its audio so that frames are there in time."""
-        return self.session.pipeline_latency_ms(self.settings.audio_chunk_duration_ms)
+        return self.session.pipeline_latency_ms()
 
     def stats(self) -> dict[str, Any]:
         s = self.session
@@ -386,6 +391,8 @@ class _Connection:
             audio_sample_rate=s.sample_rate,
             lookahead_ms=round(s.lookahead_ms, 1),
             pipeline_latency_ms=round(self.pipeline_latency_ms(), 1),
+            latency_measured=s.latency_measured,
+            feature_layout=s.layout.to_dict(),
             frames_generated=s.frames_generated,
             frames_sent=s.frames_sent,
             frames_dropped=s.frames_dropped,
@@ -414,10 +421,11 @@ class FrameGenerator:
         self.metrics.pipeline_latency.set_function(self.new_session_latency_s)
 
     def new_session_latency_s(self) -> float:
-        """The audio delay a session starting now would be told, in seconds."""
+        """The audio delay a session starting now (on the first model) would be told, in s."""
         processing = processing_estimate_ms(self.timings, None)
-        chunk = self.settings.audio_chunk_duration_ms
-        return pipeline_latency_ms(LOOKAHEAD_MS, chunk, processing) / 1000.0
+        models = self.client.known_models()
+        lookahead = models[min(models)].lookahead_ms if models else SYNCTALK2D.lookahead_ms
+        return pipeline_latency_ms(lookahead, processing) / 1000.0
 
     async def handle(self, ws: ServerConnection) -> None:
         address = self.admission.client_address(ws)

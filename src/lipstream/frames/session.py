@@ -32,12 +32,17 @@ FRAME_MS = 1000.0 / tl.FPS
 
 @dataclass(frozen=True)
 class SessionModel:
-    """What a session needs to know of a model: its name, frames and lookahead."""
+    """What a session needs to know of a model: its name, frames and feature layout."""
 
     name: str
     frame_count: int
-    lookahead_ms: float = tl.LOOKAHEAD_MS
+    layout: tl.FeatureLayout = tl.SYNCTALK2D  # which audio each frame waits for
     runtime: str = ""  # how the lip-sync service runs it, e.g. "openvino-int8"
+
+    @property
+    def lookahead_ms(self) -> float:
+        """Audio a frame needs past its start (the layout's worst case)."""
+        return self.layout.lookahead_ms
 
 
 @dataclass(frozen=True, eq=False)
@@ -92,8 +97,8 @@ class _Utterance:
     first_arrival: tuple[int, float] | None = None  # anchors the real-time schedule
     ended_at: float | None = None  # when end_of_speech came
 
-    def frames_ready(self) -> int:
-        return self.total_frames if self.ended else tl.frames_ready(self.received)
+    def frames_ready(self, layout: tl.FeatureLayout) -> int:
+        return self.total_frames if self.ended else layout.frames_ready(self.received)
 
 
 class Session:
@@ -163,8 +168,12 @@ class Session:
     @property
     def lookahead_ms(self) -> float:
         """Audio a frame needs past its start, resampling included."""
-        base = self.model.lookahead_ms if self.model else tl.LOOKAHEAD_MS
-        return base + 1000.0 * self._resampler.latency_s
+        return self.layout.lookahead_ms + 1000.0 * self._resampler.latency_s
+
+    @property
+    def layout(self) -> tl.FeatureLayout:
+        """The feature layout of the session's model (SyncTalk_2D's before one is chosen)."""
+        return self.model.layout if self.model else tl.SYNCTALK2D
 
     # ----------------------------------------------------------------------------- audio
 
@@ -278,13 +287,14 @@ class Session:
             self._utterances.popleft()
         utt = self._utterances[0]
         room = self.max_frames_buffered - self._buffered_or_coming()
-        count = min(utt.frames_ready() - utt.next_frame, self.batch_size, room)
+        layout = self.layout
+        count = min(utt.frames_ready(layout) - utt.next_frame, self.batch_size, room)
         if count <= 0:
             return None
         first = utt.next_frame
         last = first + count - 1
-        start = max(tl.first_sample_needed(first), 0)
-        end = min(tl.samples_needed(last), utt.received)
+        start = max(layout.first_sample_needed(first), 0)
+        end = min(layout.samples_needed(last), utt.received)
         audio = utt.samples[start - utt.first_sample : end - utt.first_sample]
         ready_at = tuple(self._arrival(utt, k) for k in range(first, last + 1))
         timeline_first = utt.start_frame + first
@@ -317,7 +327,7 @@ class Session:
         audio was due keeps that burst out of the latency a listener sees, and out of the
         pipeline latency estimate.
         """
-        needed = tl.samples_needed(frame)
+        needed = self.layout.samples_needed(frame)
         arrived = next((at for received, at in utt.arrivals if received >= needed), None)
         if arrived is None:  # completed by end_of_speech's silence
             arrived = utt.ended_at if utt.ended_at is not None else self._clock()
@@ -327,11 +337,11 @@ class Session:
         return max(arrived, at + (needed - received) / tl.SAMPLE_RATE)
 
     def _forget_audio(self, utt: _Utterance) -> None:
-        keep_from = max(tl.first_sample_needed(utt.next_frame), 0)
+        keep_from = max(self.layout.first_sample_needed(utt.next_frame), 0)
         if keep_from > utt.first_sample:
             utt.samples = utt.samples[keep_from - utt.first_sample :]
             utt.first_sample = keep_from
-        needed = tl.samples_needed(utt.next_frame)
+        needed = self.layout.samples_needed(utt.next_frame)
         while len(utt.arrivals) > 1 and utt.arrivals[0][0] < needed:
             utt.arrivals.popleft()
 
@@ -421,6 +431,14 @@ class Session:
         """What to expect between a frame's audio and the frame (timings.processing_estimate_ms)."""
         return processing_estimate_ms(self.timings, self._shared_timings)
 
-    def pipeline_latency_ms(self, chunk_ms: float) -> float:
-        """How long the client should delay its audio, when it sends chunks of ``chunk_ms``."""
-        return pipeline_latency_ms(self.lookahead_ms, chunk_ms, self.processing_estimate_ms())
+    def pipeline_latency_ms(self) -> float:
+        """How long the client should delay its audio (``timings.pipeline_latency_ms``)."""
+        return pipeline_latency_ms(self.lookahead_ms, self.processing_estimate_ms())
+
+    @property
+    def latency_measured(self) -> bool:
+        """Whether the processing estimate comes from measured frames (not the first guess)."""
+        shared = self._shared_timings
+        return self.timings.estimate_ms() is not None or (
+            shared is not None and shared.estimate_ms() is not None
+        )

@@ -16,7 +16,7 @@ import numpy as np
 
 OWN_ESTIMATE_FRAMES = 50  # two seconds of speech: a session's own frames then take over
 FIRST_ESTIMATE_MS = 150.0  # processing time guessed before any frame was measured
-SYNC_MARGIN_MS = 20.0  # added to the pipeline latency the client should delay its audio by
+ESTIMATE_PERCENTILE = 95  # of recent frames, the share the estimate covers
 
 
 class Latencies:
@@ -50,12 +50,12 @@ class Timings:
     round_trip: Latencies = field(default_factory=Latencies)
 
     def estimate_ms(self) -> float | None:
-        """The p99 frame latency, but never below the p99 round trip of a job; None: no data.
+        """The p95 frame latency, but never below the p95 round trip of a job; None: no data.
 
         The round trip is the floor because latencies say nothing when every frame was ready
         before it was due (clips sent ahead), yet a live stream still waits for each job.
         """
-        values = [w.percentile(99) for w in (self.latency, self.round_trip)]
+        values = [w.percentile(ESTIMATE_PERCENTILE) for w in (self.latency, self.round_trip)]
         known = [v for v in values if v is not None]
         return max(known) if known else None
 
@@ -63,8 +63,10 @@ class Timings:
 def processing_estimate_ms(own: Timings, shared: Timings | None) -> float:
     """What to expect between a frame's audio and the frame (Timings.estimate_ms).
 
-    p99, not p95: at 25 frames/s a delay that only covers 95% of frames leaves a late frame (a
-    frozen mouth) more than once a second. Until a session has measured
+    p95, not a worst case: the delay is added to every word the listener hears, so it follows
+    what nearly every frame needs; the rare frame later than that is covered by the client's
+    own margin, or the client holds the previous mouth for it (docs/console.md). Until a
+    session has measured
     ``OWN_ESTIMATE_FRAMES`` frames, the server's recent frames over all sessions (``shared``:
     the load is the server's, not the session's) stand in, and before any frame a guess.
     """
@@ -75,11 +77,14 @@ def processing_estimate_ms(own: Timings, shared: Timings | None) -> float:
     return FIRST_ESTIMATE_MS if estimate is None else estimate
 
 
-def pipeline_latency_ms(lookahead_ms: float, chunk_ms: float, processing_ms: float) -> float:
-    """How long a client should delay its audio so that frames are there in time.
+def pipeline_latency_ms(lookahead_ms: float, processing_ms: float) -> float:
+    """How long a client should delay its audio, counted from when it sent its first chunk, so
+    that frames are there in time.
 
-    A frame needs ``lookahead_ms`` of audio past its start, that audio comes in chunks of
-    ``chunk_ms``, and making the frame takes ``processing_ms``; a small margin covers the
-    client's own scheduling.
+    A frame needs ``lookahead_ms`` of audio past its start, and making it takes
+    ``processing_ms`` from the arrival of the chunk that completes that audio. No chunk term:
+    a live source's chunk arrives when its last sample was captured, so every sample after
+    the first chunk arrives no later than its place on the timeline counted from that chunk's
+    arrival. Margins for the client's own decoding and scheduling are the client's.
     """
-    return lookahead_ms + chunk_ms + processing_ms + SYNC_MARGIN_MS
+    return lookahead_ms + processing_ms

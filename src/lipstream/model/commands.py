@@ -99,7 +99,8 @@ def summary(pkg: ModelPackage) -> str:
         f"  frames:    {pkg.frame_count} at {pkg.fps} fps, video {pkg.video_width}x"
         f"{pkg.video_height}",
         f"  generator: width {pkg.generator_width:g}",
-        f"  audio:     lookahead {pkg.lookahead_ms:g} ms ({pkg.lookahead_frames} frames)",
+        f"  audio:     lookahead {pkg.lookahead_ms:g} ms ({pkg.lookahead_frames} frames), "
+        f"features {pkg.layout.describe()}",
         f"  runtimes:  {', '.join(pkg.weight_families)}",
         "  weights:   " + ", ".join(sorted(pkg.weight_files)),
     ]

@@ -21,7 +21,6 @@ from lipstream.audio.files import read_audio_file
 from lipstream.errors import CheckpointError, InvalidInput, PackageError
 from lipstream.geometry import crop_box, read_landmarks
 from lipstream.model.package import (
-    AVE_LOOKAHEAD_MS,
     ModelPackage,
     check_name,
 )
@@ -171,7 +170,6 @@ def import_synctalk2d(
         return writer.commit(
             generator_width=width,
             version=version,
-            lookahead_ms=AVE_LOOKAHEAD_MS,
             source={
                 "kind": "synctalk2d-import",
                 "dataset": Path(dataset).resolve().name,

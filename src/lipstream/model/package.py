@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 import simplejpeg
 
-from lipstream.audio.timeline import FPS, LOOKAHEAD_MS
+from lipstream.audio.timeline import FPS, SYNCTALK2D, FeatureLayout
 from lipstream.audio.timeline import SAMPLE_RATE as FEATURE_RATE
 from lipstream.errors import InvalidInput, PackageError
 from lipstream.geometry import (
@@ -59,9 +59,6 @@ AUDIO_SAMPLE_RATE = FEATURE_RATE
 CROPS_DIR = "crops"
 VIDEO_FILE = "video.mp4"
 SPEECH_FILE = "speech.wav"
-
-# Newest audio needed for frame k, in ms after the start of frame k, with AVE features.
-AVE_LOOKAHEAD_MS = LOOKAHEAD_MS
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
@@ -103,6 +100,7 @@ class ModelPackage:
     generator_width: float
     lookahead_ms: float
     lookahead_frames: int
+    layout: FeatureLayout  # which feature rows a frame reads: its lookahead follows from it
     frame_count: int
     bounds: np.ndarray  # int32 [frame_count, 4]: xmin, ymin, xmax, ymax in video pixels
     mask: MaskRect
@@ -327,6 +325,18 @@ def load_package(path: str | Path) -> ModelPackage:
     r.const("audio.sample_rate", AUDIO_SAMPLE_RATE)
     look_ms = r.number("audio.lookahead_ms")
     look_frames = r.integer("audio.lookahead_frames", minimum=0)
+    layout = SYNCTALK2D  # packages without audio.layout have SyncTalk_2D's
+    layout_data = r.get("audio.layout", required=False)
+    if layout_data is not MISSING:
+        try:
+            layout = FeatureLayout.from_dict(layout_data)
+        except InvalidInput as exc:
+            r.problem(str(exc))
+    if look_ms is not MISSING and abs(look_ms - layout.lookahead_ms) > 1e-6:
+        r.problem(
+            f"audio.lookahead_ms must be {layout.lookahead_ms:g}, the lookahead of the feature "
+            f"layout ({layout.describe()}), got {show(look_ms)}"
+        )
     if look_ms is not MISSING and look_frames is not MISSING:
         expected = lookahead_frames(look_ms)
         if look_frames != expected:
@@ -398,6 +408,7 @@ def load_package(path: str | Path) -> ModelPackage:
         generator_width=width,
         lookahead_ms=look_ms,
         lookahead_frames=look_frames,
+        layout=layout,
         frame_count=count,
         bounds=_read_only(bounds),
         mask=mask,

@@ -77,7 +77,7 @@ def export_package(
         metrics: dict[str, float] = {}
         if speech is not None:
             crops = package.load_inner_crops()
-            windows = offline_features(speech, torch_encoder(encoder))
+            windows = offline_features(speech, torch_encoder(encoder), package.layout)
             network = export_generator_network(generator, out / "network.onnx")
             int8_path = out / "generator_int8.onnx"
             files["onnx.generator_int8"] = quantize_generator(network, int8_path, crops, windows)

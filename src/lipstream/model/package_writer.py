@@ -22,7 +22,7 @@ import numpy as np
 from lipstream.audio.files import write_wav
 from lipstream.audio.pcm import AudioChunk
 from lipstream.audio.resample import resample
-from lipstream.audio.timeline import FPS
+from lipstream.audio.timeline import FPS, SYNCTALK2D, FeatureLayout
 from lipstream.errors import InvalidInput, PackageError
 from lipstream.geometry import CROP_SIZE, INNER_OFFSET, MASK, NETWORK_SIZE, CropBox, crop_frame
 from lipstream.manifest import is_finite_number
@@ -30,7 +30,6 @@ from lipstream.model.package import (
     ARCHITECTURE,
     AUDIO_FEATURES,
     AUDIO_SAMPLE_RATE,
-    AVE_LOOKAHEAD_MS,
     CROPS_DIR,
     FORMAT,
     FORMAT_VERSION,
@@ -205,7 +204,7 @@ class PackageWriter:
         *,
         generator_width: float,
         version: str = "1.0.0",
-        lookahead_ms: float = AVE_LOOKAHEAD_MS,
+        layout: FeatureLayout = SYNCTALK2D,
         metrics: Mapping[str, float] | None = None,
         source: Mapping[str, Any] | None = None,
     ) -> ModelPackage:
@@ -224,8 +223,9 @@ class PackageWriter:
                 "audio": {
                     "features": AUDIO_FEATURES,
                     "sample_rate": AUDIO_SAMPLE_RATE,
-                    "lookahead_ms": lookahead_ms,
-                    "lookahead_frames": lookahead_frames(lookahead_ms),
+                    "lookahead_ms": layout.lookahead_ms,
+                    "lookahead_frames": lookahead_frames(layout.lookahead_ms),
+                    "layout": layout.to_dict(),
                     **({"speech_file": self._speech_file} if self._speech_file else {}),
                 },
                 "crop": {

@@ -37,6 +37,7 @@ class FrameRequest:
     sample_rate: int  # of the audio
     audio_start_sample: int  # utterance sample of the audio's first sample, at sample_rate
     session_id: str = ""
+    layout: tl.FeatureLayout = tl.SYNCTALK2D  # the model's feature layout
 
     @property
     def audio_field(self) -> str:
@@ -55,6 +56,7 @@ class FrameRequest:
         *,
         frame_count: int,
         default_sample_rate: int,
+        layout: tl.FeatureLayout = tl.SYNCTALK2D,
     ) -> FrameRequest:
         """Check a ``BatchInferenceRequest`` against a model of ``frame_count`` avatar frames.
 
@@ -79,7 +81,7 @@ class FrameRequest:
                 f"{rate} Hz it must be a multiple of {step}"
             )
         # the oldest sample the first frame reads (silence before the utterance start)
-        oldest16 = max(tl.first_sample_needed(first), 0)
+        oldest16 = max(layout.first_sample_needed(first), 0)
         if start * tl.SAMPLE_RATE // rate > oldest16:
             raise InvalidInput(
                 f"audio_start_sample {start} is too late: frame {first} (first_frame_index) "
@@ -108,6 +110,7 @@ class FrameRequest:
             sample_rate=rate,
             audio_start_sample=start,
             session_id=str(request.session_id),
+            layout=layout,
         )
 
     def pcm16k(self) -> np.ndarray:
@@ -129,6 +132,7 @@ class FrameRequest:
             self.first_frame_index,
             len(self.frame_ids),
             encode,
+            self.layout,
         )
 
 

@@ -97,7 +97,7 @@ class ListModelsResponse(_message.Message):
     def __init__(self, models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "version", "fps", "frame_count", "lookahead_ms", "lookahead_frames", "feature_window_frames", "feature_lookahead_frames", "video_width", "video_height", "runtime", "generator_width", "feature_sample_rate")
+    __slots__ = ("name", "version", "fps", "frame_count", "lookahead_ms", "lookahead_frames", "feature_window_frames", "feature_lookahead_frames", "video_width", "video_height", "runtime", "generator_width", "feature_sample_rate", "feature_alignment")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     FPS_FIELD_NUMBER: _ClassVar[int]
@@ -111,6 +111,7 @@ class ModelInfo(_message.Message):
     RUNTIME_FIELD_NUMBER: _ClassVar[int]
     GENERATOR_WIDTH_FIELD_NUMBER: _ClassVar[int]
     FEATURE_SAMPLE_RATE_FIELD_NUMBER: _ClassVar[int]
+    FEATURE_ALIGNMENT_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: str
     fps: int
@@ -124,7 +125,8 @@ class ModelInfo(_message.Message):
     runtime: str
     generator_width: float
     feature_sample_rate: int
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., fps: _Optional[int] = ..., frame_count: _Optional[int] = ..., lookahead_ms: _Optional[float] = ..., lookahead_frames: _Optional[int] = ..., feature_window_frames: _Optional[int] = ..., feature_lookahead_frames: _Optional[int] = ..., video_width: _Optional[int] = ..., video_height: _Optional[int] = ..., runtime: _Optional[str] = ..., generator_width: _Optional[float] = ..., feature_sample_rate: _Optional[int] = ...) -> None: ...
+    feature_alignment: str
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., fps: _Optional[int] = ..., frame_count: _Optional[int] = ..., lookahead_ms: _Optional[float] = ..., lookahead_frames: _Optional[int] = ..., feature_window_frames: _Optional[int] = ..., feature_lookahead_frames: _Optional[int] = ..., video_width: _Optional[int] = ..., video_height: _Optional[int] = ..., runtime: _Optional[str] = ..., generator_width: _Optional[float] = ..., feature_sample_rate: _Optional[int] = ..., feature_alignment: _Optional[str] = ...) -> None: ...
 
 class StreamRequest(_message.Message):
     __slots__ = ("audio", "frames", "interrupt")

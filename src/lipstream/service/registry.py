@@ -46,8 +46,17 @@ class ModelInfo:
     runtime: str  # e.g. "onnx-int8"
     generator_width: float
     feature_window_frames: int = tl.WINDOW_ROWS  # feature rows per frame: 16
-    feature_lookahead_frames: int = tl.ROWS_AFTER  # of which after the frame: 7
+    feature_lookahead_frames: int = tl.SYNCTALK2D.rows_after  # of which after the frame
     feature_sample_rate: int = tl.SAMPLE_RATE  # 16000
+    feature_alignment: str = tl.SYNCTALK2D.alignment  # where each row's window lies
+
+    @property
+    def layout(self) -> tl.FeatureLayout:
+        """The model's feature layout, as these facts give it."""
+        after = self.feature_lookahead_frames
+        return tl.FeatureLayout(
+            self.feature_window_frames - 1 - after, after, self.feature_alignment
+        )
 
     @classmethod
     def of(cls, name: str, model: OpenedModel) -> ModelInfo:
@@ -64,6 +73,8 @@ class ModelInfo:
             video_height=pkg.video_height,
             runtime=model.runtime,
             generator_width=pkg.generator_width,
+            feature_lookahead_frames=pkg.layout.rows_after,
+            feature_alignment=pkg.layout.alignment,
         )
 
 
@@ -81,6 +92,11 @@ class ServedModel:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "encoder", CachedEncoder(self.model.encoder))
+
+    @property
+    def layout(self) -> tl.FeatureLayout:
+        """The feature layout of the model's package."""
+        return self.model.package.layout
 
 
 def _open(folder: Path, runtime: str, device: str) -> OpenedModel:
@@ -244,7 +260,7 @@ class ModelRegistry:
 def _warm_up(model: OpenedModel, audio16k: np.ndarray | None) -> None:
     """Run one frame through the encoder and the generator, so the first request is not slow."""
     audio = np.zeros(tl.SAMPLES_PER_FRAME, np.float32) if audio16k is None else audio16k
-    features = segment_features(audio, 0, 0, 1, model.encoder)
+    features = segment_features(audio, 0, 0, 1, model.encoder, model.package.layout)
     mouths = model.generator.generate([0], features)
     if mouths.shape != (1, 320, 320, 3):
         raise PackageError(

@@ -157,6 +157,7 @@ class LipSyncServicer(lipsync_pb2_grpc.LipSyncServiceServicer):
             request,
             frame_count=loaded.info.frame_count,
             default_sample_rate=self.settings.audio_sample_rate,
+            layout=loaded.layout,
         )
         remaining = context.time_remaining()
         job = Job(
@@ -214,7 +215,9 @@ class LipSyncServicer(lipsync_pb2_grpc.LipSyncServiceServicer):
             generator=loaded.model.generator,
             frame_ids=ids,
             # the raw encoder: the stream computes each window once, no cache needed
-            features=partial(utterance.features, loaded.model.encoder, first, len(ids)),
+            features=partial(
+                utterance.features, loaded.model.encoder, first, len(ids), loaded.layout
+            ),
             deadline=(
                 time.monotonic() + request.deadline_ms / 1000.0 if request.deadline_ms > 0 else None
             ),

@@ -54,6 +54,7 @@ class UtteranceFeatures:
         self.total_samples: int | None = None  # known once the utterance has ended
         self._extractor: StreamingFeatureExtractor | None = None
         self._encoder: Encoder | None = None  # the encoder the extractor runs
+        self._layout = tl.SYNCTALK2D  # and its feature layout
         self._ext_generation = -1  # the audio generation the extractor was fed from
         self._fed = 0  # utterance samples pushed into the extractor
         self._ready: dict[int, np.ndarray] = {}  # frames computed, not yet asked for
@@ -97,7 +98,13 @@ class UtteranceFeatures:
             raise InvalidInput(f"total_samples must be 0 or more, got {total_samples}")
         self.total_samples = total_samples
 
-    def features(self, encode: Encoder, first: int, count: int) -> np.ndarray:
+    def features(
+        self,
+        encode: Encoder,
+        first: int,
+        count: int,
+        layout: tl.FeatureLayout = tl.SYNCTALK2D,
+    ) -> np.ndarray:
         """Generator inputs float32 [count, 32, 16, 16] of utterance frames ``first ..``.
 
         Equal to the same frames of ``offline_features`` over the whole utterance. Raises
@@ -117,11 +124,12 @@ class UtteranceFeatures:
             audio, start, generation = self._audio, self._first, self._generation
         if (
             self._encoder is not encode
+            or self._layout != layout
             or self._ext_generation != generation
             or any(k not in self._ready for k in range(first, last + 1))
         ):
             try:
-                self._compute(encode, first, last, audio, start, generation)
+                self._compute(encode, layout, first, last, audio, start, generation)
             except BaseException:
                 self._extractor = None  # half-fed: the next request starts a fresh one
                 self._ready.clear()
@@ -131,36 +139,44 @@ class UtteranceFeatures:
             del self._ready[k]
         with self._lock:  # what the next frames read, and a second more
             if self._generation == generation:
-                keep = max(tl.first_sample_needed(last + 1) - RETAIN_SAMPLES, self._first)
+                keep = max(layout.first_sample_needed(last + 1) - RETAIN_SAMPLES, self._first)
                 keep = min(keep, self._fed, self._first + len(self._audio))
                 self._audio = self._audio[keep - self._first :]
                 self._first = keep
         return out
 
     def _compute(
-        self, encode: Encoder, first: int, last: int, audio: np.ndarray, start: int, generation: int
+        self,
+        encode: Encoder,
+        layout: tl.FeatureLayout,
+        first: int,
+        last: int,
+        audio: np.ndarray,
+        start: int,
+        generation: int,
     ) -> None:
         # feed only as far as the request reaches (and what is held): frames are not made
         # long before they are asked for
-        end = min(start + len(audio), max(tl.samples_needed(last), self._fed))
+        end = min(start + len(audio), max(layout.samples_needed(last), self._fed))
         ext = self._extractor
         behind = ext is not None and any(
             k not in self._ready for k in range(first, min(ext.next_frame, last + 1))
         )
         stale = self._ext_generation != generation or self._fed < start
-        if ext is None or self._encoder is not encode or behind or stale:
+        if ext is None or self._encoder is not encode or self._layout != layout or behind or stale:
             self._extractor = None
             self._ready.clear()
-            needed = max(tl.first_sample_needed(first), 0)
+            needed = max(layout.first_sample_needed(first), 0)
             if start > needed or end <= needed:
                 raise AudioMissing(
                     f"frame {first} reads the utterance's audio from sample {needed} on; the "
                     f"stream holds samples {start}..{start + len(audio)}: send the frames' "
                     "audio again"
                 )
-            ext = StreamingFeatureExtractor(encode)
+            ext = StreamingFeatureExtractor(encode, layout=layout)
             self._store(ext.resume(first, audio[needed - start : end - start], needed))
             self._extractor, self._encoder, self._ext_generation = ext, encode, generation
+            self._layout = layout
             self._fed = end
         elif end > self._fed:
             self._store(ext.push(audio[self._fed - start : end - start]))
@@ -179,7 +195,7 @@ class UtteranceFeatures:
         if last not in self._ready:
             raise AudioMissing(
                 f"frame {last} needs the utterance's audio up to sample "
-                f"{tl.samples_needed(last)}; the stream has sent up to {start + len(audio)}"
+                f"{layout.samples_needed(last)}; the stream has sent up to {start + len(audio)}"
             )
 
     def _store(self, frames) -> None:

@@ -113,6 +113,7 @@ def model_summary(pkg: ModelPackage) -> dict[str, Any]:
         "frame_count": pkg.frame_count,
         "lookahead_ms": pkg.lookahead_ms,
         "lookahead_frames": pkg.lookahead_frames,
+        "feature_layout": pkg.layout.to_dict(),
         "video_url": VIDEO_URL.format(name=pkg.name),
         "video_width": pkg.video_width,
         "video_height": pkg.video_height,
