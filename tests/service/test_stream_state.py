@@ -62,6 +62,28 @@ def test_audio_sent_once_in_pieces_gives_the_offline_features(speech):
     assert end - first <= 2 * tl.SAMPLE_RATE  # the audio behind the frames is let go
 
 
+@pytest.mark.parametrize("layout", [tl.FeatureLayout(13, 2, "frame_end")])
+def test_a_low_latency_model_gets_its_layouts_features_from_the_same_stream(speech, layout):
+    encode = encoder(1)
+    offline = offline_features(speech, encode, layout)
+    synctalk = offline_features(speech, encode)
+    utt = UtteranceFeatures()
+    sent = 0
+    for first, count in jobs(len(offline)):
+        # the low-latency model asks for frames with far less audio sent
+        end = min(layout.samples_needed(first + count - 1), len(speech))
+        assert end < SYNC.samples_needed(first + count - 1)
+        utt.add_audio(sent, speech[sent:end])
+        sent = end
+        if sent == len(speech):
+            utt.end(len(speech))
+        got = utt.features(encode, first, count, layout)
+        np.testing.assert_allclose(got, offline[first : first + count], rtol=1e-5, atol=1e-5)
+    # a SyncTalk_2D model of the same stream resumes from the audio held, in its own layout
+    got = utt.features(encode, len(offline) - 5, 5)
+    np.testing.assert_allclose(got, synctalk[-5:], rtol=1e-5, atol=1e-5)
+
+
 def test_another_model_resumes_from_the_audio_held(speech):
     a, b = encoder(1), encoder(2)
     offline_a, offline_b = offline_features(speech, a), offline_features(speech, b)
