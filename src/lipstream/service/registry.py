@@ -50,14 +50,6 @@ class ModelInfo:
     feature_sample_rate: int = tl.SAMPLE_RATE  # 16000
     feature_alignment: str = tl.SYNCTALK2D.alignment  # where each row's window lies
 
-    @property
-    def layout(self) -> tl.FeatureLayout:
-        """The model's feature layout, as these facts give it."""
-        after = self.feature_lookahead_frames
-        return tl.FeatureLayout(
-            self.feature_window_frames - 1 - after, after, self.feature_alignment
-        )
-
     @classmethod
     def of(cls, name: str, model: OpenedModel) -> ModelInfo:
         """The facts of ``model``, served under ``name``."""
