@@ -125,6 +125,7 @@ def test_bench_sync_formats_one_row_per_played_source():
     offsets = {"count": 240, "p50": 0.4, "p95": 18.2, "p99": 19.5, "min": -19.9, "max": 19.7}
     none = dict.fromkeys(("p50", "p95", "p99", "min", "max"), None) | {"count": 0}
     row = {
+        "model": "demo-145ms",
         "source": "mic",
         "frame_times": 200,
         "on_time": 190,
@@ -137,7 +138,9 @@ def test_bench_sync_formats_one_row_per_played_source():
         "server_latency_p95_ms": 35.2,
     }
     last = format_table([row]).splitlines()[-1]
-    assert last == "| mic | 200 | 95.0% | 4.0% | 1.0% | 0 / 18 / 20 ms | – ms | 612 ms | 35 ms |"
+    assert last == (
+        "| demo-145ms | mic | 200 | 95.0% | 4.0% | 1.0% | 0 / 18 / 20 ms | – ms | 612 ms | 35 ms |"
+    )
 
 
 def test_a_speed_package_serves_the_avatar_with_a_network_of_another_width(tmp_path, demo_package):

@@ -11,6 +11,7 @@ decodes them), the offset of on-time paints is the console's clock. Without ``--
 
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -93,14 +94,35 @@ def play(page, source: str, capture: Path, text: str, seconds: float) -> None:
         _wait(page, "s => !s.playing && !s.mouthVisible", 30)
 
 
-def measure(browser, url: str, source: str, capture: Path, text: str, seconds: float) -> dict:
-    """One fresh tab, one source played: the console's sync figures."""
+def choose_model(page, model: str) -> None:
+    """Pick ``model`` in the console's dropdown and wait until both sides use it."""
+    names = page.eval_on_selector_all("#model-select option", "os => os.map(o => o.value)")
+    if model not in names:
+        raise InvalidInput(f"--model {model!r} is not served; the console offers {names}")
+    page.select_option("#model-select", model)
+    name = json.dumps(model)
+    _wait(page, f"s => s.serverModel === {name} && s.model === {name}", 60)
+
+
+def measure(
+    browser,
+    url: str,
+    source: str,
+    capture: Path,
+    text: str,
+    seconds: float,
+    model: str | None = None,
+) -> dict:
+    """One fresh tab, one source played (on ``model``, or the console's first): the console's
+    sync figures."""
     context = browser.new_context(viewport={"width": 1360, "height": 860})
     try:
         context.grant_permissions(["microphone"])
         page = context.new_page()
         page.goto(url)
         _wait(page, _READY_JS, 60)
+        if model:
+            choose_model(page, model)
         play(page, source, capture, text, seconds)
         stats = page.evaluate("window.lipstream.stats()")
     finally:
@@ -109,6 +131,7 @@ def measure(browser, url: str, source: str, capture: Path, text: str, seconds: f
     slots = sync["slots"]
     server = stats.get("server") or {}
     return {
+        "model": server.get("current_model"),
         "source": source,
         "frame_times": slots["total"],
         "on_time": slots["onTime"],
@@ -128,16 +151,17 @@ def _ms(value: Any) -> str:
 
 def format_table(rows: list[dict]) -> str:
     lines = [
-        "| source | frame times | on time | held | no mouth | on-time offset p50 / p95 / max "
-        "| held offset p95 | audio delay | server latency p95 |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| model | source | frame times | on time | held | no mouth "
+        "| on-time offset p50 / p95 / max | held offset p95 | audio delay | server latency p95 |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         n = max(r["frame_times"], 1)
         on, held = r["on_time_offset"], r["held_offset"]
         worst = None if on["min"] is None else max(abs(on["min"]), abs(on["max"]))
         lines.append(
-            f"| {r['source']} | {r['frame_times']} | {100 * r['on_time'] / n:.1f}% | "
+            f"| {r['model']} | {r['source']} | {r['frame_times']} | "
+            f"{100 * r['on_time'] / n:.1f}% | "
             f"{100 * r['held'] / n:.1f}% | {100 * r['no_mouth'] / n:.1f}% | "
             f"{_ms(on['p50'])} / {_ms(on['p95'])} / {_ms(worst)} ms | {_ms(held['p95'])} ms | "
             f"{_ms(r['playback_delay_ms'])} ms | {_ms(r['server_latency_p95_ms'])} ms |"
@@ -179,7 +203,7 @@ def run_sync(args) -> list[dict]:
                 print(format_table([]), flush=True)
                 for _ in range(args.repeat):
                     for source in sources:
-                        row = measure(browser, url, source, capture, args.text, seconds)
+                        row = measure(browser, url, source, capture, args.text, seconds, args.model)
                         rows.append(row)
                         print(format_table([row]).splitlines()[-1], flush=True)
             finally:
@@ -196,6 +220,7 @@ def register_sync(sub) -> None:
     p.add_argument("--url", help="the console of a running system (default: start one)")
     p.add_argument("--models-dir", type=Path, default=Path("models"), help="with no --url")
     p.add_argument("--sources", default=",".join(SOURCES), help="from text,file,mic (all)")
+    p.add_argument("--model", help="the model every play uses (default: the console's first)")
     p.add_argument("--repeat", type=int, default=3, help="plays of each source (default 3)")
     p.add_argument("--speech", type=Path, default=DEFAULT_SPEECH, help="for file and mic")
     p.add_argument("--text", default=DEFAULT_TEXT, help="what say-text says")

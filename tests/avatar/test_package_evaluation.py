@@ -14,11 +14,11 @@ import torch
 
 from lipstream.audio.features import offline_features
 from lipstream.avatar.evaluate import generate
-from lipstream.avatar.package_evaluation import evaluate_package, package_networks
+from lipstream.avatar.package_evaluation import evaluate_package, lips_region, package_networks
 from lipstream.avatar.training_data import load_training_data
 from lipstream.cli import main
-from lipstream.errors import PackageError
-from lipstream.geometry import inner
+from lipstream.errors import InvalidInput, PackageError
+from lipstream.geometry import CropBox, inner
 from lipstream.model.package import load_package
 from lipstream.model.runtime import OnnxAudioEncoder, OnnxGenerator
 
@@ -52,11 +52,31 @@ def test_evaluate_reports_the_held_out_metrics_and_a_contact_sheet(
     )
     assert metrics["frames"] == 4  # the last 10% of 40
     assert metrics["lookahead_ms"] == 452.5
-    for key in ("psnr_mouth_db", "ssim_mouth", "psnr_mouth_cross_db", "ssim_mouth_cross"):
-        assert np.isfinite(metrics[key]), key
-    assert 0 < metrics["ssim_mouth"] <= 1
+    for region in ("mouth", "lips"):
+        for key in (f"psnr_{region}_db", f"ssim_{region}", f"psnr_{region}_cross_db"):
+            assert np.isfinite(metrics[key]), key
+        assert 0 < metrics[f"ssim_{region}"] <= 1 and 0 < metrics[f"ssim_{region}_cross"] <= 1
     image = cv2.imread(str(sheet))
-    assert image is not None and image.shape[0] == 153  # two rows of half-size mouths
+    data = load_training_data(fake_dataset.path)
+    rows, cols = lips_region(
+        np.load(fake_dataset.path / "landmarks.npy")[36:], [data.box(i) for i in range(36, 40)]
+    )
+    # the real lips above the generated ones, side by side for a few held-out frames
+    assert image is not None and image.shape[0] == 2 * (rows.stop - rows.start)
+    assert image.shape[1] % (cols.stop - cols.start) == 0
+
+
+def test_the_lips_region_is_the_box_of_the_lip_landmarks_inside_the_network_region() -> None:
+    box = CropBox(100, 200, 264, 364)  # 164 px: twice the 328 px crop's scale
+    lips = np.zeros((68, 2), dtype=np.float32)
+    lips[48:60] = [[150, 250], [214, 250], [182, 240], [182, 266]] * 3  # 64 x 26 px
+    rows, cols = lips_region(np.stack([lips, lips + 1]), [box, CropBox(101, 201, 265, 365)])
+    # 240..266 -> 80..132 in the crop, 76..128 in the network region, +-13 margin
+    assert (rows.start, rows.stop) == (63, 141)
+    # 150..214 -> 100..228 in the crop, 96..224 in the network region, +-32 margin
+    assert (cols.start, cols.stop) == (64, 256)
+    with pytest.raises(InvalidInput, match="do not match"):
+        lips_region(np.stack([lips]), [box, box])
 
 
 def test_evaluate_command_prints_json(demo_package, fake_dataset, capsys) -> None:

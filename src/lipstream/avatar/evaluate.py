@@ -37,6 +37,9 @@ MOUTH_ROWS = slice(MASK.y + MASK.height // 2, MASK.y + MASK.height)
 MOUTH_COLS = MASK.cols
 """Columns of the network region holding the mouth: those of the mask rectangle."""
 
+Region = tuple[slice, slice]
+"""(rows, columns) of the 320x320 network region."""
+
 OpeningMeasure = Callable[[np.ndarray], float | None]
 """``measure(frame_bgr) -> mouth opening`` of a full-body frame, or None where no face is found."""
 
@@ -183,20 +186,33 @@ def sync_score(
     return pearson(g, r), len(pairs)
 
 
-def region_metrics(predicted: np.ndarray, real: np.ndarray) -> dict[str, float]:
+def _psnr_ssim(predicted: np.ndarray, real: np.ndarray) -> tuple[float, float]:
+    """(PSNR from the pooled squared error, mean SSIM over frames) of two [B, H, W, 3] stacks."""
+    score = np.mean([ssim(r, p) for r, p in zip(real, predicted, strict=True)])
+    return float(psnr(real, predicted)), float(score)
+
+
+def region_metrics(
+    predicted: np.ndarray, real: np.ndarray, lips: Region | None = None
+) -> dict[str, float]:
     """PSNR and SSIM of predicted vs real 320x320 regions (uint8 [B, 320, 320, 3]), averaged
-    over frames (PSNR from the pooled squared error)."""
+    over frames: of the mouth region (``MOUTH_ROWS`` x ``MOUTH_COLS``), of the whole region
+    (PSNR only) and, when given, of ``lips`` (rows, columns: the lips' own box)."""
     if predicted.shape != real.shape or predicted.shape[1:] != (NETWORK_SIZE, NETWORK_SIZE, 3):
         raise ValueError(
             f"expected two [B, 320, 320, 3] arrays, got {predicted.shape}, {real.shape}"
         )
-    mouth_p = predicted[:, MOUTH_ROWS, MOUTH_COLS]
-    mouth_r = real[:, MOUTH_ROWS, MOUTH_COLS]
-    return {
-        "psnr_mouth_db": float(psnr(mouth_r, mouth_p)),
-        "ssim_mouth": float(np.mean([ssim(r, p) for r, p in zip(mouth_r, mouth_p, strict=True)])),
+    mouth = (slice(None), MOUTH_ROWS, MOUTH_COLS)
+    psnr_mouth, ssim_mouth = _psnr_ssim(predicted[mouth], real[mouth])
+    out = {
+        "psnr_mouth_db": psnr_mouth,
+        "ssim_mouth": ssim_mouth,
         "psnr_inner_db": float(psnr(real, predicted)),
     }
+    if lips is not None:
+        box = (slice(None), *lips)
+        out["psnr_lips_db"], out["ssim_lips"] = _psnr_ssim(predicted[box], real[box])
+    return out
 
 
 def evaluate(
@@ -212,13 +228,16 @@ def evaluate(
     reference_openings: Sequence[float | None] | None = None,
     batch_size: int = 4,
     layout: FeatureLayout = SYNCTALK2D,
+    lips: Region | None = None,
 ) -> dict[str, float]:
     """Generate frames ``indices`` twice and measure them against the real crops.
 
     Once with each frame's own crop as reference (as at inference): ``psnr_mouth_db``,
-    ``ssim_mouth``, ``psnr_inner_db``. Once with the reference taken from another frame
+    ``ssim_mouth``, ``psnr_inner_db`` (and ``psnr_lips_db``, ``ssim_lips`` in the ``lips``
+    box, when given). Once with the reference taken from another frame
     (``cross_references``), so that the mouth can only come from the audio:
-    ``psnr_mouth_cross_db``, ``ssim_mouth_cross`` and, when ``measure_opening`` and the
+    ``psnr_mouth_cross_db``, ``ssim_mouth_cross`` (``psnr_lips_cross_db``,
+    ``ssim_lips_cross``) and, when ``measure_opening`` and the
     full-body frames (with their ``boxes``, one per index) are given, ``sync_correlation`` and
     ``sync_frames`` (pairs where both openings were measured). The real track is measured on
     ``full_frames`` unless ``reference_openings`` is given. Also ``frames``: how many.
@@ -238,13 +257,16 @@ def evaluate(
         cross_references(indices),
         layout,
     )
-    cross_metrics = region_metrics(cross, real)
+    cross_metrics = region_metrics(cross, real, lips)
     metrics = {
         "frames": float(len(indices)),
-        **region_metrics(own, real),
+        **region_metrics(own, real, lips),
         "psnr_mouth_cross_db": cross_metrics["psnr_mouth_db"],
         "ssim_mouth_cross": cross_metrics["ssim_mouth"],
     }
+    if lips is not None:
+        metrics["psnr_lips_cross_db"] = cross_metrics["psnr_lips_db"]
+        metrics["ssim_lips_cross"] = cross_metrics["ssim_lips"]
     if measure_opening is None or full_frames is None:
         return metrics
     if boxes is None or len(boxes) != len(indices) or len(full_frames) != len(indices):

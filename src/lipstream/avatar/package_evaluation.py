@@ -3,7 +3,8 @@
 ``lipstream evaluate PACKAGE --dataset DIR`` runs the measurements training ends with
 (``lipstream.avatar.evaluate.evaluate``: mouth PSNR and SSIM with the frame's own and another
 frame's reference, and the mouth-opening correlation on the latter) on the last 10% of a
-dataset's frames, with the package's own feature layout. It serves to compare packages trained
+dataset's frames, with the package's own feature layout, and the same image metrics on the
+lips' own box, found from the dataset's landmarks (``lips_region``). It serves to compare packages trained
 on the same dataset, e.g. the same avatar at different lookaheads (docs/latency.md).
 
 A package with PyTorch weights is measured with them. A serving-only package (ONNX) is measured
@@ -22,10 +23,12 @@ import cv2
 import numpy as np
 import torch
 
+from lipstream.avatar.dataset import LANDMARKS_FILE
 from lipstream.avatar.evaluate import (
     MOUTH_COLS,
     MOUTH_ROWS,
     OpeningMeasure,
+    Region,
     cross_references,
     default_opening_measure,
     evaluate,
@@ -33,11 +36,13 @@ from lipstream.avatar.evaluate import (
 )
 from lipstream.avatar.training_data import load_training_data
 from lipstream.errors import InvalidInput, PackageError
-from lipstream.geometry import inner
+from lipstream.geometry import CROP_SIZE, INNER_OFFSET, NETWORK_SIZE, CropBox, inner
 from lipstream.model.package import ModelPackage, load_package
 from lipstream.video import read_video_frames
 
 HELD_OUT_FRACTION = 0.1  # training's default: the frames a package trained here never saw
+OUTER_LIPS = slice(48, 60)  # the outer lip contour among the 68 face landmarks
+LIPS_MARGIN = 0.25  # of the lips' width and height, added on each side of their box
 _NETWORK_INPUTS = ["image", "audio"]
 _NETWORK_OUTPUT = "out"
 
@@ -120,6 +125,8 @@ def evaluate_package(
     if measure_opening is not None:
         wanted = set(frames)
         full_frames = [f for i, f in enumerate(read_video_frames(data.video_path)) if i in wanted]
+    boxes = [data.box(i) for i in frames]
+    lips = lips_region(np.load(Path(dataset_dir) / LANDMARKS_FILE)[frames], boxes)
     mel = torch.from_numpy(data.mel_windows)
     with tempfile.TemporaryDirectory(prefix="lipstream-evaluate-") as tmp:
         generator, encoder = package_networks(package, Path(tmp))
@@ -130,10 +137,11 @@ def evaluate_package(
                 data.crops,
                 mel,
                 frames,
-                boxes=[data.box(i) for i in frames],
+                boxes=boxes,
                 full_frames=full_frames,
                 measure_opening=measure_opening,
                 layout=package.layout,
+                lips=lips,
             )
             if contact_sheet is not None:
                 picks = sheet_frames(frames)
@@ -148,7 +156,7 @@ def evaluate_package(
                     references=references,
                     layout=package.layout,
                 )
-                write_contact_sheet(contact_sheet, inner(data.crops[picks]), made)
+                write_contact_sheet(contact_sheet, inner(data.crops[picks]), made, lips)
     metrics["lookahead_ms"] = package.lookahead_ms
     return metrics
 
@@ -159,15 +167,44 @@ def sheet_frames(frames: Sequence[int], count: int = 10) -> list[int]:
     return list(frames[middle : middle + count])
 
 
-def write_contact_sheet(path: str | Path, real: np.ndarray, made: np.ndarray) -> Path:
-    """A JPEG of mouths: the real ones on top, the generated ones below, half size."""
+def lips_region(landmarks: np.ndarray, boxes: Sequence[CropBox]) -> Region:
+    """The lips' box in the 320x320 network region: each frame's outer lip contour
+    (``landmarks``: float [N, 68, 2] in video pixels) mapped through its crop ``box``, the
+    median box over the frames, widened by ``LIPS_MARGIN`` on each side."""
+    if len(landmarks) != len(boxes) or len(boxes) == 0:
+        raise InvalidInput(
+            f"landmarks for {len(landmarks)} frames do not match {len(boxes)} crop boxes"
+        )
+    corners = []
+    for points, box in zip(landmarks, boxes, strict=True):
+        lips = points[OUTER_LIPS]
+        scale = np.array([CROP_SIZE / box.width, CROP_SIZE / box.height])
+        mapped = (lips - [box.xmin, box.ymin]) * scale - INNER_OFFSET
+        corners.append([*mapped.min(axis=0), *mapped.max(axis=0)])
+    x0, y0, x1, y1 = np.median(np.asarray(corners), axis=0)
+    dx, dy = (x1 - x0) * LIPS_MARGIN, (y1 - y0) * LIPS_MARGIN
+    rows = slice(max(int(y0 - dy), 0), min(int(np.ceil(y1 + dy)), NETWORK_SIZE))
+    cols = slice(max(int(x0 - dx), 0), min(int(np.ceil(x1 + dx)), NETWORK_SIZE))
+    if rows.stop - rows.start < 2 or cols.stop - cols.start < 2:
+        raise InvalidInput(f"the lips' landmarks fall outside the crops (rows {rows}, cols {cols})")
+    return rows, cols
+
+
+def write_contact_sheet(
+    path: str | Path, real: np.ndarray, made: np.ndarray, lips: Region | None = None
+) -> Path:
+    """A JPEG of mouths: the real ones on top, the generated ones below. Each shows ``lips``
+    (the lips' box) at full size, or else the mouth region (``MOUTH_ROWS`` x ``MOUTH_COLS``)
+    at half size."""
+    rows_cols = lips if lips is not None else (MOUTH_ROWS, MOUTH_COLS)
     rows = []
     for regions in (real, made):
-        mouths = [np.ascontiguousarray(r[MOUTH_ROWS, MOUTH_COLS]) for r in regions]
+        mouths = [np.ascontiguousarray(r[rows_cols]) for r in regions]
         rows.append(np.concatenate(mouths, axis=1))
     sheet = np.concatenate(rows, axis=0)
-    size = (sheet.shape[1] // 2, sheet.shape[0] // 2)
-    sheet = cv2.resize(sheet, size, interpolation=cv2.INTER_AREA)
+    if lips is None:
+        size = (sheet.shape[1] // 2, sheet.shape[0] // 2)
+        sheet = cv2.resize(sheet, size, interpolation=cv2.INTER_AREA)
     out = Path(path)
     if not cv2.imwrite(str(out), sheet, [cv2.IMWRITE_JPEG_QUALITY, 85]):
         raise InvalidInput(f"could not write the contact sheet {out} (is it a .jpg path?)")
