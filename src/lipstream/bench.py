@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from lipstream.audio.timeline import FRAME_FEATURE_SHAPE
+from lipstream.bench_compose import register_compose
 from lipstream.bench_e2e import register_e2e
 from lipstream.bench_runtimes import RUNTIMES, SyncTalk2dLoop, build_runtimes
 from lipstream.bench_soak import register_soak
@@ -366,3 +367,4 @@ def register(subparsers: Any) -> None:
     register_e2e(sub)
     register_sync(sub)
     register_soak(sub)
+    register_compose(sub)

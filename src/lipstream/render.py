@@ -6,7 +6,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 from tqdm import tqdm
 
 from lipstream.audio.features import offline_features
@@ -14,23 +13,12 @@ from lipstream.audio.files import read_audio_file
 from lipstream.audio.pcm import AudioChunk
 from lipstream.audio.resample import resample
 from lipstream.audio.timeline import SAMPLE_RATE
-from lipstream.errors import PackageError
-from lipstream.geometry import paste_prediction
+from lipstream.compositor import Compositor, FrameCache
 from lipstream.model.engine import RUNTIME_CHOICES, OpenedModel, open_model
 from lipstream.schedule import pingpong_frame_id
-from lipstream.video import Mp4Writer, read_video_frames
+from lipstream.video import Mp4Writer
 
 BATCH = 5
-
-
-def _video_frames(model: OpenedModel) -> list[np.ndarray]:
-    frames = list(read_video_frames(model.package.video_path))
-    if len(frames) != model.package.frame_count:
-        raise PackageError(
-            f"{model.package.video_path} has {len(frames)} frames, the package "
-            f"{model.package.frame_count}"
-        )
-    return frames
 
 
 def render(
@@ -40,6 +28,8 @@ def render(
     progress: bool = False,
 ) -> int:
     """Write ``out_path`` (MP4 with the speech as sound) and return the number of frames.
+
+    Each frame is composited as the console does (``lipstream.compositor``).
 
     ``audio`` is a file (any format FFmpeg reads) or speech already in memory.
     """
@@ -52,10 +42,12 @@ def render(
     else:
         speech = read_audio_file(audio, sample_rate=SAMPLE_RATE)
     features = offline_features(speech, model.encoder, model.package.layout)
-    frames = _video_frames(model)
     pkg = model.package
-    height, width = frames[0].shape[:2]
-    writer = Mp4Writer(Path(out_path), width, height, pkg.fps, audio_rate=SAMPLE_RATE)
+    # its own cache: a one-off render keeps the decoded video no longer than it needs it
+    compositor = Compositor(pkg, cache=FrameCache())
+    writer = Mp4Writer(
+        Path(out_path), compositor.width, compositor.height, pkg.fps, audio_rate=SAMPLE_RATE
+    )
     try:
         for start in tqdm(
             range(0, len(features), BATCH), desc="render", unit="batch", disable=not progress
@@ -64,7 +56,7 @@ def render(
             ids = [pingpong_frame_id(k, pkg.frame_count) for k in ks]
             mouths = model.generator.generate(ids, features[start : start + len(ids)])
             for frame_id, mouth in zip(ids, mouths, strict=True):
-                writer.write(paste_prediction(frames[frame_id], pkg.box(frame_id), mouth))
+                writer.write(compositor.compose(frame_id, mouth))
         writer.write_audio(speech)
         writer.close()
     except BaseException:

@@ -4,8 +4,9 @@
 (``lipstream.avatar.evaluate.evaluate``: mouth PSNR and SSIM with the frame's own and another
 frame's reference, and the mouth-opening correlation on the latter) on the last 10% of a
 dataset's frames, with the package's own feature layout, and the same image metrics on the
-lips' own box, found from the dataset's landmarks (``lips_region``). It serves to compare packages trained
-on the same dataset, e.g. the same avatar at different lookaheads (docs/latency.md).
+lips' own box, found from the dataset's landmarks (``lips_region``). It serves to compare
+packages trained on the same dataset, e.g. the same avatar at different lookaheads
+(docs/latency.md).
 
 A package with PyTorch weights is measured with them. A serving-only package (ONNX) is measured
 with its fp32 graph cut down to the network itself (its ``image`` and ``audio`` inputs, its

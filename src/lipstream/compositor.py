@@ -1,0 +1,253 @@
+"""Full avatar frames on the server: a mouth pasted into the frame it was made for.
+
+The browser console composites on its own canvas (``console/face_compositor.js``); everything
+that sends or writes whole frames (``lipstream render``, and any server-side video output)
+composites here, with the same geometry and the same feathered blend:
+
+- frame ``frame_id`` of the package's video, optionally scaled;
+- the 320x320 mouth resized into the frame's ``bounds`` (the package's crop box, video pixels),
+  its border faded into the frame through a smoothstep ramp ``FEATHER`` of the box's shorter
+  side wide, so that no square seam shows;
+- no mouth: the avatar's own frame (idle).
+
+The video is decoded once per package and scale, kept in memory as read-only arrays and shared
+by every compositor (``FrameCache``, bounded in bytes). Compositing is numpy and OpenCV work
+that releases the GIL; ``compose_async`` runs it on a worker thread, off the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+import simplejpeg
+
+from lipstream.errors import InvalidInput, PackageError
+from lipstream.geometry import NETWORK_SIZE
+from lipstream.model.package import ModelPackage
+from lipstream.video import read_video_frames
+
+FEATHER = 0.14  # width of the fade, as a fraction of the box's shorter side (as the console)
+DEFAULT_CACHE_BYTES = 2 * 1024**3  # decoded avatar videos kept at once, all packages together
+
+
+@lru_cache(maxsize=64)
+def feather_mask(width: int, height: int) -> np.ndarray:
+    """Alpha float32 [height, width, 1]: 1 inside, falling smoothly to 0 toward every edge."""
+    fade = max(2.0, FEATHER * min(width, height))
+
+    def ramp(n: int) -> np.ndarray:
+        centres = np.arange(n, dtype=np.float32) + 0.5
+        t = np.clip(np.minimum(centres, n - centres) / fade, 0.0, 1.0)
+        return t * t * (3.0 - 2.0 * t)  # smoothstep: no visible edge where the fade begins
+
+    mask = ramp(height)[:, None] * ramp(width)[None, :]
+    mask = np.ascontiguousarray(mask[:, :, None], dtype=np.float32)
+    mask.flags.writeable = False
+    return mask
+
+
+@dataclass(frozen=True)
+class AvatarFrames:
+    """A package's video decoded: BGR uint8 [N, H, W, 3], read-only, at ``scale``."""
+
+    frames: np.ndarray
+    scale: float
+
+    @property
+    def width(self) -> int:
+        return int(self.frames.shape[2])
+
+    @property
+    def height(self) -> int:
+        return int(self.frames.shape[1])
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.frames.nbytes)
+
+
+def decode_avatar_video(package: ModelPackage, scale: float = 1.0) -> AvatarFrames:
+    """Every frame of ``package``'s video, resized by ``scale`` (0 < scale <= 4)."""
+    if not 0 < scale <= 4:
+        raise InvalidInput(f"scale must be in (0, 4], got {scale}")
+    width = max(2, round(package.video_width * scale))
+    height = max(2, round(package.video_height * scale))
+    frames = np.empty((package.frame_count, height, width, 3), dtype=np.uint8)
+    count = 0
+    for frame in read_video_frames(package.video_path):
+        if count == package.frame_count:
+            count += 1
+            break
+        frame = frame[: package.video_height, : package.video_width]  # no codec padding
+        if scale != 1.0:
+            smaller = scale < 1
+            interpolation = cv2.INTER_AREA if smaller else cv2.INTER_CUBIC
+            frame = cv2.resize(frame, (width, height), interpolation=interpolation)
+        frames[count] = frame
+        count += 1
+    if count != package.frame_count:
+        raise PackageError(
+            f"{package.video_path} holds {'more' if count > package.frame_count else count} "
+            f"frames, the package {package.frame_count}"
+        )
+    frames.flags.writeable = False
+    return AvatarFrames(frames, scale)
+
+
+class FrameCache:
+    """Decoded avatar videos shared by every compositor, at most ``max_bytes`` kept at once.
+
+    The least recently used video is dropped first; compositors that hold it keep using it,
+    so the bound is on what the cache keeps, and a video in use is decoded once however many
+    sessions show it.
+    """
+
+    def __init__(self, max_bytes: int = DEFAULT_CACHE_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[tuple[Path, float], AvatarFrames] = OrderedDict()
+        self._lock = threading.Lock()
+        self._loading: dict[tuple[Path, float], threading.Lock] = {}
+
+    def get(self, package: ModelPackage, scale: float = 1.0) -> AvatarFrames:
+        key = (package.video_path, float(scale))
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                return self._entries[key]
+            loading = self._loading.setdefault(key, threading.Lock())
+        with loading:  # one decode per video, however many ask at once
+            with self._lock:
+                if key in self._entries:
+                    return self._entries[key]
+            frames = decode_avatar_video(package, scale)
+            with self._lock:
+                self._entries[key] = frames
+                self._loading.pop(key, None)
+                while len(self._entries) > 1 and self.nbytes > self.max_bytes:
+                    self._entries.popitem(last=False)
+            return frames
+
+    @property
+    def nbytes(self) -> int:
+        return sum(e.nbytes for e in self._entries.values())
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+SHARED_FRAMES = FrameCache()
+
+
+class Compositor:
+    """Full frames of one package: its own frames when idle, with the mouth while speaking."""
+
+    def __init__(
+        self,
+        package: ModelPackage,
+        *,
+        scale: float = 1.0,
+        blend: bool = True,
+        cache: FrameCache | None = None,
+        video: AvatarFrames | None = None,
+    ) -> None:
+        """``video``: frames decoded elsewhere (at their ``scale``) instead of the cache's."""
+        self.package = package
+        self.blend = blend
+        if video is None:
+            video = (SHARED_FRAMES if cache is None else cache).get(package, scale)
+        self._video = video
+
+    @property
+    def width(self) -> int:
+        return self._video.width
+
+    @property
+    def height(self) -> int:
+        return self._video.height
+
+    def idle(self, frame_id: int) -> np.ndarray:
+        """The avatar's own frame ``frame_id`` (read-only: copy it to draw on it)."""
+        return self._video.frames[self._check(frame_id)]
+
+    def compose(
+        self,
+        frame_id: int,
+        mouth: np.ndarray | bytes | None,
+        bounds: tuple[float, float, float, float] | None = None,
+    ) -> np.ndarray:
+        """Frame ``frame_id`` with ``mouth`` (BGR uint8 [320, 320, 3], or its JPEG) resized
+        into ``bounds`` (video pixels; default: the package's box for the frame). A new array;
+        ``mouth=None`` gives the idle frame itself."""
+        frame = self.idle(frame_id)
+        if mouth is None:
+            return frame
+        image = decode_mouth(mouth)
+        if bounds is None:
+            x0, y0, x1, y1 = (float(v) for v in self.package.bounds[frame_id])
+            bounds = (x0, y0, x1, y1)
+        box = self._box(bounds)
+        out = frame.copy()
+        if box is None:
+            return out
+        left, top, right, bottom = box
+        w, h = right - left, bottom - top
+        interpolation = cv2.INTER_AREA if w < NETWORK_SIZE else cv2.INTER_CUBIC
+        patch = cv2.resize(image, (w, h), interpolation=interpolation)
+        if not self.blend:
+            out[top:bottom, left:right] = patch
+            return out
+        under = out[top:bottom, left:right].astype(np.float32)
+        mixed = under + (patch.astype(np.float32) - under) * feather_mask(w, h)
+        out[top:bottom, left:right] = np.clip(mixed + 0.5, 0, 255).astype(np.uint8)
+        return out
+
+    async def compose_async(
+        self,
+        frame_id: int,
+        mouth: np.ndarray | bytes | None,
+        bounds: tuple[float, float, float, float] | None = None,
+    ) -> np.ndarray:
+        """``compose`` on a worker thread, so the event loop keeps serving."""
+        return await asyncio.to_thread(self.compose, frame_id, mouth, bounds)
+
+    def _check(self, frame_id: int) -> int:
+        count = len(self._video.frames)
+        if not 0 <= frame_id < count:
+            raise InvalidInput(
+                f"frame_id {frame_id} is outside 0..{count - 1} of model {self.package.name}"
+            )
+        return frame_id
+
+    def _box(self, bounds: tuple[float, float, float, float]) -> tuple[int, int, int, int] | None:
+        """``bounds`` times the scale, rounded and clipped to the frame; None under 2 px."""
+        if len(bounds) != 4:
+            raise InvalidInput(f"bounds must be [xmin, ymin, xmax, ymax], got {bounds!r}")
+        s = self._video.scale
+        x0, y0 = max(0, round(bounds[0] * s)), max(0, round(bounds[1] * s))
+        x1, y1 = min(self.width, round(bounds[2] * s)), min(self.height, round(bounds[3] * s))
+        if x1 - x0 < 2 or y1 - y0 < 2:
+            return None
+        return x0, y0, x1, y1
+
+
+def decode_mouth(mouth: np.ndarray | bytes) -> np.ndarray:
+    """A mouth as BGR uint8 [320, 320, 3], from the array itself or its JPEG."""
+    if isinstance(mouth, bytes | bytearray | memoryview):
+        try:
+            image = simplejpeg.decode_jpeg(bytes(mouth), colorspace="BGR")
+        except ValueError:
+            raise InvalidInput("the mouth is not a JPEG image that can be decoded") from None
+    else:
+        image = mouth
+    if image.shape != (NETWORK_SIZE, NETWORK_SIZE, 3) or image.dtype != np.uint8:
+        raise InvalidInput(
+            f"a mouth is uint8 [{NETWORK_SIZE}, {NETWORK_SIZE}, 3], got {image.dtype} {image.shape}"
+        )
+    return image
