@@ -19,6 +19,7 @@ def synctalk2d_vectors() -> Path:
 
 
 DEMO_PACKAGE = REPO / "models" / "demo"
+LOW_LATENCY_PACKAGE = REPO / "models" / "demo-65ms"  # the demo trained for 65 ms of lookahead
 
 
 @pytest.fixture(scope="session")

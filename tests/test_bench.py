@@ -125,7 +125,7 @@ def test_bench_sync_formats_one_row_per_played_source():
     offsets = {"count": 240, "p50": 0.4, "p95": 18.2, "p99": 19.5, "min": -19.9, "max": 19.7}
     none = dict.fromkeys(("p50", "p95", "p99", "min", "max"), None) | {"count": 0}
     row = {
-        "model": "demo-145ms",
+        "model": "demo-65ms",
         "source": "mic",
         "frame_times": 200,
         "on_time": 190,
@@ -139,7 +139,7 @@ def test_bench_sync_formats_one_row_per_played_source():
     }
     last = format_table([row]).splitlines()[-1]
     assert last == (
-        "| demo-145ms | mic | 200 | 95.0% | 4.0% | 1.0% | 0 / 18 / 20 ms | – ms | 612 ms | 35 ms |"
+        "| demo-65ms | mic | 200 | 95.0% | 4.0% | 1.0% | 0 / 18 / 20 ms | – ms | 612 ms | 35 ms |"
     )
 
 

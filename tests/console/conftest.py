@@ -146,12 +146,28 @@ def fake_openai(network_loop: LoopThread) -> Iterator[FakeOpenAI]:
 
 
 @pytest.fixture(scope="module")
+def console_models_dir(models_dir, tmp_path_factory) -> Path:
+    """The demo, demo_b and the low-latency demo-65ms: two feature layouts side by side."""
+    from conftest import LOW_LATENCY_PACKAGE
+
+    root = tmp_path_factory.mktemp("console-models")
+    for package in models_dir.iterdir():
+        (root / package.name).symlink_to(package.resolve())
+    (root / LOW_LATENCY_PACKAGE.name).symlink_to(LOW_LATENCY_PACKAGE)
+    return root
+
+
+@pytest.fixture(scope="module")
 def console_system(
-    test_network, fake_openai, models_dir, tmp_path_factory
+    test_network, fake_openai, console_models_dir, tmp_path_factory
 ) -> Iterator[ConsoleSystem]:
-    """The whole system with the demo avatar (and demo_b), OpenAI pointed at the fake."""
+    """The whole system with the demo avatar (and demo_b, demo-65ms), OpenAI pointed at the
+    fake."""
     system = ConsoleSystem(
-        test_network, models_dir, tmp_path_factory.mktemp("console-system"), fake_openai.url
+        test_network,
+        console_models_dir,
+        tmp_path_factory.mktemp("console-system"),
+        fake_openai.url,
     )
     yield system
     system.close()

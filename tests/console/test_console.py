@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from lipstream.audio.files import read_audio_file
+from lipstream.audio.timeline import FeatureLayout
 
 AV_TOLERANCE_MS = 45  # audio ahead of the picture is noticed from about 45 ms (ITU-R BT.1359)
 # Frame times during speech whose frame came too late to paint (the previous mouth was held, or
@@ -34,7 +35,7 @@ def test_the_page_loads_without_errors_and_lists_the_models(console):
         "#model-select option", "os => os.map(o => o.value)"
     )
 
-    assert options == ["demo", "demo_b"]
+    assert options == ["demo", "demo-65ms", "demo_b"]
     assert state["connections"] == {
         "web": "connected",
         "frameGenerator": "open",
@@ -204,6 +205,38 @@ def test_the_microphone_drives_the_mouth_in_sync(console):
     assert_in_sync(console)
 
 
+def test_a_low_latency_model_plays_the_voice_sooner_and_in_sync(console):
+    """Switched to the 65 ms layout, a live source's voice is delayed by that model's own
+    pipeline latency, and the mouths still match it."""
+    console.page.select_option("#model-select", "demo-65ms")
+    console.wait_for("s => s.serverModel === 'demo-65ms' && s.model === 'demo-65ms'")
+    console.page.click("#tab-mic")
+    console.page.click("#mic-start")
+    console.wait_for("s => s.sources.mic.state === 'live'")
+
+    shots = speaking_snapshots(console, 10)
+    assert {shot.model for shot in shots} == {"demo-65ms"}
+    assert mouth_movement(shots) > 2.0
+    console.page.click("#mic-stop")
+    console.until(lambda: not (s := console.state())["mouthVisible"] and not s["playing"])
+
+    def fresh_stats():
+        stats = console.stats()
+        server = stats["server"] or {}
+        return server.get("current_model") == "demo-65ms" and server["latency_measured"] and stats
+
+    stats = console.until(fresh_stats, timeout=15)
+    server = stats["server"]
+    assert server["feature_layout"] == FeatureLayout(15, 0, "frame_end").to_dict()
+    # the model's 65 ms, plus the resampler's delay from the browser's 48 kHz (not 452.5 ms)
+    assert 65.0 <= server["lookahead_ms"] < 105.0
+    # the delay is that lookahead plus the measured processing (which the machine's load
+    # decides), and the console plays by the server's figure
+    assert server["pipeline_latency_ms"] > server["lookahead_ms"]
+    assert stats["pipelineLatencyMs"] == server["pipeline_latency_ms"]
+    assert_in_sync(console)
+
+
 def test_without_an_openai_key_the_console_says_so_and_offers_the_other_sources(
     open_console, system
 ):
@@ -327,7 +360,7 @@ def test_the_model_video_manager_decodes_caches_and_names_what_is_missing(consol
         }"""
     )
 
-    assert result["names"] == ["demo", "demo_b"]
+    assert result["names"] == ["demo", "demo-65ms", "demo_b"]
     assert result["preloaded"] == [["demo", 250, 512, 512, "webcodecs"]]
     assert result["sameObject"]  # a cached model is not decoded again
     assert result["afterEviction"] == {
