@@ -58,7 +58,7 @@ class InferenceResponse(_message.Message):
     prediction_shape: str
     error: str
     frame_index: int
-    def __init__(self, success: _Optional[bool] = ..., prediction_data: _Optional[bytes] = ..., bounds: _Optional[_Iterable[float]] = ..., processing_time_ms: _Optional[int] = ..., model_name: _Optional[str] = ..., frame_id: _Optional[int] = ..., prediction_shape: _Optional[str] = ..., error: _Optional[str] = ..., frame_index: _Optional[int] = ...) -> None: ...
+    def __init__(self, success: bool = ..., prediction_data: _Optional[bytes] = ..., bounds: _Optional[_Iterable[float]] = ..., processing_time_ms: _Optional[int] = ..., model_name: _Optional[str] = ..., frame_id: _Optional[int] = ..., prediction_shape: _Optional[str] = ..., error: _Optional[str] = ..., frame_index: _Optional[int] = ...) -> None: ...
 
 class LoadModelRequest(_message.Message):
     __slots__ = ("model_name", "package_path", "audio_override")
@@ -84,7 +84,7 @@ class LoadModelResponse(_message.Message):
     initialization_time_ms: int
     error: str
     model: ModelInfo
-    def __init__(self, success: _Optional[bool] = ..., model_name: _Optional[str] = ..., message: _Optional[str] = ..., initialization_time_ms: _Optional[int] = ..., error: _Optional[str] = ..., model: _Optional[_Union[ModelInfo, _Mapping]] = ...) -> None: ...
+    def __init__(self, success: bool = ..., model_name: _Optional[str] = ..., message: _Optional[str] = ..., initialization_time_ms: _Optional[int] = ..., error: _Optional[str] = ..., model: _Optional[_Union[ModelInfo, _Mapping]] = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
     __slots__ = ()

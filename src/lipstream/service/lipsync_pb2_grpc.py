@@ -5,7 +5,7 @@ import warnings
 
 from lipstream.service import lipsync_pb2 as lipstream_dot_service_dot_lipsync__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.80.0'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -25,7 +25,7 @@ if _version_not_supported:
     )
 
 
-class LipSyncServiceStub:
+class LipSyncServiceStub(object):
     """Missing associated documentation comment in .proto file."""
 
     def __init__(self, channel):
@@ -56,7 +56,7 @@ class LipSyncServiceStub:
                 _registered_method=True)
 
 
-class LipSyncServiceServicer:
+class LipSyncServiceServicer(object):
     """Missing associated documentation comment in .proto file."""
 
     def GenerateBatchInference(self, request, context):
@@ -118,7 +118,7 @@ def add_LipSyncServiceServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class LipSyncService:
+class LipSyncService(object):
     """Missing associated documentation comment in .proto file."""
 
     @staticmethod
