@@ -9,8 +9,8 @@ box scaled alike. One thread: frames/s per core is 1000 / ms.
 
 from __future__ import annotations
 
+import itertools
 import statistics
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -38,20 +38,11 @@ def _video_1080p(package: ModelPackage) -> tuple[AvatarFrames, float, int]:
     return AvatarFrames(frames, scale), scale, pad
 
 
-def _time(call: Callable[[int], object], seconds: float) -> list[float]:
-    times: list[float] = []
-    deadline = time.perf_counter() + seconds
-    while time.perf_counter() < deadline or len(times) < 20:
-        start = time.perf_counter()
-        call(len(times))
-        times.append(1000 * (time.perf_counter() - start))
-    return times
-
-
 def _cases(
     package: ModelPackage, size: str, mouth: np.ndarray, jpeg: bytes
-) -> tuple[Compositor, float, dict[str, Callable[[int], object]]]:
-    """(blending compositor, scale, the timed calls by name) for one frame size."""
+) -> tuple[Compositor, float, dict[str, Callable[[], object]]]:
+    """(blending compositor, scale, the timed calls by name) for one frame size; each call
+    composites the next of the package's frames."""
     if size == "native":
         video, scale, offset = FrameCache().get(package), 1.0, 0.0
     else:
@@ -59,24 +50,31 @@ def _cases(
         offset = pad / scale
     blend = Compositor(package, video=video)
     fast = Compositor(package, video=video, blend=False)
-    count = package.frame_count
+    boxes = package.bounds + np.array([offset, 0.0, offset, 0.0])  # on the padded frame
 
-    def bounds(k: int) -> tuple[float, float, float, float]:
-        x0, y0, x1, y1 = (float(v) for v in package.bounds[k % count])
-        return x0 + offset, y0, x1 + offset, y1
+    def cycling(compositor: Compositor, picture: np.ndarray | bytes) -> Callable[[], object]:
+        frame_ids = itertools.cycle(range(package.frame_count))
+
+        def call() -> object:
+            k = next(frame_ids)
+            return compositor.compose(k, picture, boxes[k])
+
+        return call
 
     return (
         blend,
         scale,
         {
-            "blend, JPEG mouth": lambda k: blend.compose(k % count, jpeg, bounds(k)),
-            "blend, decoded mouth": lambda k: blend.compose(k % count, mouth, bounds(k)),
-            "hard edges, decoded mouth": lambda k: fast.compose(k % count, mouth, bounds(k)),
+            "blend, JPEG mouth": cycling(blend, jpeg),
+            "blend, decoded mouth": cycling(blend, mouth),
+            "hard edges, decoded mouth": cycling(fast, mouth),
         },
     )
 
 
 def bench_compose(package_dir: Path, sizes: list[str], seconds: float) -> list[dict]:
+    from lipstream.bench import time_calls  # bench registers this command: imported late
+
     cv2.setNumThreads(1)
     package = load_package(package_dir)
     noise = np.random.default_rng(0).integers(0, 256, (320, 320, 3), dtype=np.uint8)
@@ -87,7 +85,7 @@ def bench_compose(package_dir: Path, sizes: list[str], seconds: float) -> list[d
         blend, scale, cases = _cases(package, size, mouth, jpeg)
         box = round(float(package.bounds[0][2] - package.bounds[0][0]) * scale)
         for name, call in cases.items():
-            times = _time(call, seconds)
+            times = [1000.0 * t for t in time_calls(call, seconds, min_calls=20)]
             rows.append(
                 {
                     "size": f"{blend.width}x{blend.height}",

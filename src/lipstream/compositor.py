@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -79,23 +80,20 @@ def decode_avatar_video(package: ModelPackage, scale: float = 1.0) -> AvatarFram
         raise InvalidInput(f"scale must be in (0, 4], got {scale}")
     width = max(2, round(package.video_width * scale))
     height = max(2, round(package.video_height * scale))
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
     frames = np.empty((package.frame_count, height, width, 3), dtype=np.uint8)
     count = 0
-    for frame in read_video_frames(package.video_path):
-        if count == package.frame_count:
-            count += 1
-            break
-        frame = frame[: package.video_height, : package.video_width]  # no codec padding
+    for count, frame in enumerate(read_video_frames(package.video_path), 1):
+        if count > package.frame_count:
+            raise PackageError(
+                f"{package.video_path} holds more frames than the package's {package.frame_count}"
+            )
         if scale != 1.0:
-            smaller = scale < 1
-            interpolation = cv2.INTER_AREA if smaller else cv2.INTER_CUBIC
             frame = cv2.resize(frame, (width, height), interpolation=interpolation)
-        frames[count] = frame
-        count += 1
+        frames[count - 1] = frame
     if count != package.frame_count:
         raise PackageError(
-            f"{package.video_path} holds {'more' if count > package.frame_count else count} "
-            f"frames, the package {package.frame_count}"
+            f"{package.video_path} holds {count} frames, the package {package.frame_count}"
         )
     frames.flags.writeable = False
     return AvatarFrames(frames, scale)
@@ -126,10 +124,13 @@ class FrameCache:
             with self._lock:
                 if key in self._entries:
                     return self._entries[key]
-            frames = decode_avatar_video(package, scale)
+            try:
+                frames = decode_avatar_video(package, scale)
+            finally:
+                with self._lock:
+                    self._loading.pop(key, None)
             with self._lock:
                 self._entries[key] = frames
-                self._loading.pop(key, None)
                 while len(self._entries) > 1 and self.nbytes > self.max_bytes:
                     self._entries.popitem(last=False)
             return frames
@@ -189,10 +190,7 @@ class Compositor:
         if mouth is None:
             return frame
         image = decode_mouth(mouth)
-        if bounds is None:
-            x0, y0, x1, y1 = (float(v) for v in self.package.bounds[frame_id])
-            bounds = (x0, y0, x1, y1)
-        box = self._box(bounds)
+        box = self._box(self.package.bounds[frame_id] if bounds is None else bounds)
         out = frame.copy()
         if box is None:
             return out
@@ -225,7 +223,7 @@ class Compositor:
             )
         return frame_id
 
-    def _box(self, bounds: tuple[float, float, float, float]) -> tuple[int, int, int, int] | None:
+    def _box(self, bounds: Sequence[float]) -> tuple[int, int, int, int] | None:
         """``bounds`` times the scale, rounded and clipped to the frame; None under 2 px."""
         if len(bounds) != 4:
             raise InvalidInput(f"bounds must be [xmin, ymin, xmax, ymax], got {bounds!r}")

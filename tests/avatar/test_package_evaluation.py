@@ -58,9 +58,7 @@ def test_evaluate_reports_the_held_out_metrics_and_a_contact_sheet(
         assert 0 < metrics[f"ssim_{region}"] <= 1 and 0 < metrics[f"ssim_{region}_cross"] <= 1
     image = cv2.imread(str(sheet))
     data = load_training_data(fake_dataset.path)
-    rows, cols = lips_region(
-        np.load(fake_dataset.path / "landmarks.npy")[36:], [data.box(i) for i in range(36, 40)]
-    )
+    rows, cols = lips_region(data.landmarks[36:], [data.box(i) for i in range(36, 40)])
     # the real lips above the generated ones, side by side for a few held-out frames
     assert image is not None and image.shape[0] == 2 * (rows.stop - rows.start)
     assert image.shape[1] % (cols.stop - cols.start) == 0

@@ -11,6 +11,7 @@ import pytest
 
 from lipstream.audio.files import read_audio_file
 from lipstream.audio.timeline import FeatureLayout
+from lipstream.bench_sync import choose_model
 
 AV_TOLERANCE_MS = 45  # audio ahead of the picture is noticed from about 45 ms (ITU-R BT.1359)
 # Frame times during speech whose frame came too late to paint (the previous mouth was held, or
@@ -128,8 +129,7 @@ def test_say_text_moves_the_mouth_in_sync_then_returns_to_idle(console):
 
 
 def test_switching_the_model_in_the_dropdown_switches_the_mouths(console):
-    console.page.select_option("#model-select", "demo_b")
-    console.wait_for("s => s.serverModel === 'demo_b' && s.model === 'demo_b'")
+    choose_model(console.page, "demo_b")
     console.say("Hello there, nice to meet you.")
 
     shots = speaking_snapshots(console, 4)
@@ -188,19 +188,25 @@ def test_interrupt_stops_the_mouth_within_100ms(console):
     console.until(emptied, timeout=10)
 
 
-def test_the_microphone_drives_the_mouth_in_sync(console):
+def speak_into_the_microphone(console, count: int = 10) -> tuple[list, dict]:
+    """Start the microphone, take ``count`` speaking snapshots, stop it and wait until
+    nothing plays: (the snapshots, the console's state then)."""
     console.page.click("#tab-mic")
     console.page.click("#mic-start")
     console.wait_for("s => s.sources.mic.state === 'live'")
-
-    shots = speaking_snapshots(console, 10)
-    assert all(shot.mouth_difference > 2.0 for shot in shots)
-    assert mouth_movement(shots) > 2.0
-
+    shots = speaking_snapshots(console, count)
     console.page.click("#mic-stop")
     state = console.until(
         lambda: not (s := console.state())["mouthVisible"] and not s["playing"] and s
     )
+    return shots, state
+
+
+def test_the_microphone_drives_the_mouth_in_sync(console):
+    shots, state = speak_into_the_microphone(console)
+
+    assert all(shot.mouth_difference > 2.0 for shot in shots)
+    assert mouth_movement(shots) > 2.0
     assert state["sources"]["mic"]["state"] == "idle"
     assert_in_sync(console)
 
@@ -208,17 +214,11 @@ def test_the_microphone_drives_the_mouth_in_sync(console):
 def test_a_low_latency_model_plays_the_voice_sooner_and_in_sync(console):
     """Switched to the 65 ms layout, a live source's voice is delayed by that model's own
     pipeline latency, and the mouths still match it."""
-    console.page.select_option("#model-select", "demo-65ms")
-    console.wait_for("s => s.serverModel === 'demo-65ms' && s.model === 'demo-65ms'")
-    console.page.click("#tab-mic")
-    console.page.click("#mic-start")
-    console.wait_for("s => s.sources.mic.state === 'live'")
+    choose_model(console.page, "demo-65ms")
+    shots, _ = speak_into_the_microphone(console)
 
-    shots = speaking_snapshots(console, 10)
     assert {shot.model for shot in shots} == {"demo-65ms"}
     assert mouth_movement(shots) > 2.0
-    console.page.click("#mic-stop")
-    console.until(lambda: not (s := console.state())["mouthVisible"] and not s["playing"])
 
     def fresh_stats():
         stats = console.stats()

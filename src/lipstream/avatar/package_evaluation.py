@@ -24,7 +24,6 @@ import cv2
 import numpy as np
 import torch
 
-from lipstream.avatar.dataset import LANDMARKS_FILE
 from lipstream.avatar.evaluate import (
     MOUTH_COLS,
     MOUTH_ROWS,
@@ -127,7 +126,7 @@ def evaluate_package(
         wanted = set(frames)
         full_frames = [f for i, f in enumerate(read_video_frames(data.video_path)) if i in wanted]
     boxes = [data.box(i) for i in frames]
-    lips = lips_region(np.load(Path(dataset_dir) / LANDMARKS_FILE)[frames], boxes)
+    lips = lips_region(data.landmarks[frames], boxes)
     mel = torch.from_numpy(data.mel_windows)
     with tempfile.TemporaryDirectory(prefix="lipstream-evaluate-") as tmp:
         generator, encoder = package_networks(package, Path(tmp))

@@ -35,6 +35,7 @@ class TrainingData:
     name: str
     crops: np.ndarray  # uint8 [N, 328, 328, 3] BGR
     bounds: np.ndarray  # int32 [N, 4]: xmin, ymin, xmax, ymax in video pixels
+    landmarks: np.ndarray  # float32 [N, 68, 2] in video pixels
     speech: AudioChunk  # 16 kHz mono
     mel_windows: np.ndarray  # float32 [W, 1, 80, 16]: every encoder window the frames use
     video_path: Path
@@ -95,6 +96,7 @@ def load_training_data(dataset_dir: str | Path, layout: FeatureLayout = SYNCTALK
         name=dataset.name,
         crops=crops,
         bounds=np.asarray(dataset.bounds),
+        landmarks=dataset.landmarks,
         speech=speech,
         mel_windows=mel_windows(speech, count, layout),
         video_path=dataset.video_path,
