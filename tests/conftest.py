@@ -21,6 +21,10 @@ def synctalk2d_vectors() -> Path:
 DEMO_PACKAGE = REPO / "models" / "demo"
 LOW_LATENCY_PACKAGE = REPO / "models" / "demo-65ms"  # the demo trained for 65 ms of lookahead
 
+OPEN_TIMEOUT_S = 30.0
+"""Deadline for a test's WebSocket handshake: it catches a server that never answers, while a
+loaded two-core machine (a TLS handshake, a busy event loop) may take seconds to."""
+
 
 @pytest.fixture(scope="session")
 def demo_package() -> Path:

@@ -10,6 +10,7 @@ import grpc
 import httpx
 import pytest
 import trustme
+from conftest import OPEN_TIMEOUT_S
 from websockets.sync.client import connect
 
 from lipstream.audio.files import read_audio_file
@@ -63,7 +64,7 @@ def test_a_wss_session_makes_frames_over_grpc_tls(tls_system, certificates, spee
     url = tls_system.websocket_url
     assert url.startswith("wss://")
     speech = read_audio_file(speech_wav, 24000).samples[:12000]  # half a second: 13 frames
-    with connect(url, ssl=context, open_timeout=10) as ws:
+    with connect(url, ssl=context, open_timeout=OPEN_TIMEOUT_S) as ws:
         ws.send(json.dumps({"type": "configure", "push_frames": True}))
         ws.send(speech.astype("<i2").tobytes())
         ws.send(json.dumps({"type": "end_of_speech"}))

@@ -8,6 +8,7 @@ import time
 from unittest import mock
 
 import pytest
+from conftest import OPEN_TIMEOUT_S
 from testkit.frames import receive
 from testkit.prometheus import fetch, metric
 from testkit.slow_client import trickle_until_closed
@@ -43,7 +44,7 @@ def guarded(models_dir):
 )
 def test_without_a_valid_token_the_upgrade_gets_401_with_the_reason(guarded, query, reason):
     with pytest.raises(InvalidStatus) as refused:
-        connect(guarded.websocket_url + query, open_timeout=10)
+        connect(guarded.websocket_url + query, open_timeout=OPEN_TIMEOUT_S)
     assert refused.value.response.status_code == 401
     assert reason in refused.value.response.body.decode()
 
@@ -53,11 +54,11 @@ def test_an_expired_token_is_refused_and_a_fresh_one_lets_in(guarded):
     with mock.patch("itsdangerous.timed.time.time", return_value=time.time() - 60):
         old, _ = tokens.issue()  # signed a minute ago: past the server's 10 s
     with pytest.raises(InvalidStatus) as refused:
-        connect(f"{guarded.websocket_url}?token={old}", open_timeout=10)
+        connect(f"{guarded.websocket_url}?token={old}", open_timeout=OPEN_TIMEOUT_S)
     assert refused.value.response.status_code == 401
     assert "expired" in refused.value.response.body.decode()
     fresh, _ = tokens.issue()
-    with connect(f"{guarded.websocket_url}?token={fresh}", open_timeout=10) as ws:
+    with connect(f"{guarded.websocket_url}?token={fresh}", open_timeout=OPEN_TIMEOUT_S) as ws:
         ws.send(json.dumps({"type": "ping"}))
         assert receive(ws, "pong")["type"] == "pong"
 
@@ -65,11 +66,14 @@ def test_an_expired_token_is_refused_and_a_fresh_one_lets_in(guarded):
 def test_one_address_gets_at_most_its_share_of_sessions(guarded):
     token = SessionTokens(SECRET, 10).issue()[0]
     url = f"{guarded.websocket_url}?token={token}"
-    with connect(url, open_timeout=10) as a, connect(url, open_timeout=10) as b:
+    with (
+        connect(url, open_timeout=OPEN_TIMEOUT_S) as a,
+        connect(url, open_timeout=OPEN_TIMEOUT_S) as b,
+    ):
         for ws in (a, b):
             ws.send(json.dumps({"type": "ping"}))
             receive(ws, "pong")
-        with connect(url, open_timeout=10) as third:
+        with connect(url, open_timeout=OPEN_TIMEOUT_S) as third:
             error = receive(third, "error")
             assert error["code"] == "too_many_sessions"
             assert "MAX_SESSIONS_PER_IP" in error["message"]
@@ -82,7 +86,7 @@ def test_the_metrics_count_what_a_session_did(start_system, models_dir, speech_w
 
     system = start_system(models_dir=models_dir)
     speech = read_audio_file(speech_wav, 24000).samples[:24000]  # one second: 25 frames
-    with connect(system.websocket_url, open_timeout=10) as ws:
+    with connect(system.websocket_url, open_timeout=OPEN_TIMEOUT_S) as ws:
         ws.send(json.dumps({"type": "configure", "push_frames": True}))
         receive(ws, "configured")
         ws.send(speech.astype("<i2").tobytes())
@@ -149,7 +153,7 @@ def test_a_client_that_never_reads_is_cut_off_alone(start_system, models_dir, sp
             cut = True
             break
     assert cut, "the server kept a client that never reads"
-    with connect(system.websocket_url, open_timeout=10) as other:  # the others go on
+    with connect(system.websocket_url, open_timeout=OPEN_TIMEOUT_S) as other:  # the others go on
         other.send(json.dumps({"type": "ping"}))
         assert receive(other, "pong")["type"] == "pong"
         text = fetch(page)

@@ -10,7 +10,7 @@ import urllib.request
 
 import grpc
 import pytest
-from conftest import copy_package
+from conftest import OPEN_TIMEOUT_S, copy_package
 from testkit.frames import receive
 from websockets.sync.client import connect
 
@@ -86,9 +86,9 @@ def _frames_for(ws, model: str, seconds: float) -> tuple[dict, int]:
 
 
 def test_a_session_waits_for_its_models_lookahead_only(system):
-    with connect(system.websocket_url, compression=None, open_timeout=10) as ws:
+    with connect(system.websocket_url, compression=None, open_timeout=OPEN_TIMEOUT_S) as ws:
         demo, demo_frames = _frames_for(ws, "demo", 1.0)
-    with connect(system.websocket_url, compression=None, open_timeout=10) as ws:
+    with connect(system.websocket_url, compression=None, open_timeout=OPEN_TIMEOUT_S) as ws:
         fast, fast_frames = _frames_for(ws, "fast", 1.0)
     # one second of audio makes the frames each layout can make from it, and no more (at
     # 16 kHz, with no resampler, the lookahead told is the layout's own)
@@ -98,7 +98,7 @@ def test_a_session_waits_for_its_models_lookahead_only(system):
 
 
 def test_the_delay_a_client_is_told_follows_the_model(system):
-    with connect(system.websocket_url, compression=None, open_timeout=10) as ws:
+    with connect(system.websocket_url, compression=None, open_timeout=OPEN_TIMEOUT_S) as ws:
         ws.send(json.dumps({"type": "set_model", "model_name": "demo"}))
         demo = receive(ws, "model_changed")
         ws.send(json.dumps({"type": "set_model", "model_name": "fast"}))

@@ -12,6 +12,7 @@ import urllib.request
 import numpy as np
 import pytest
 import simplejpeg
+from conftest import OPEN_TIMEOUT_S
 from testkit.frames import receive
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
@@ -32,7 +33,7 @@ def speech24k(speech_wav) -> np.ndarray:
 
 
 def open_session(system, **kwargs):
-    return connect(system.websocket_url, compression=None, open_timeout=10, **kwargs)
+    return connect(system.websocket_url, compression=None, open_timeout=OPEN_TIMEOUT_S, **kwargs)
 
 
 def ask(ws, message: dict, kind: str, timeout: float = 20.0) -> dict:

@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 import pytest
+from conftest import OPEN_TIMEOUT_S
 from testkit.loop import LoopThread
 from testkit.prometheus import fetch, metric
 from websockets.sync.client import connect
@@ -59,7 +60,7 @@ def two_instances(models_dir):
 def stream_utterance(url: str, speech: np.ndarray, on_chunk=None) -> list[tuple[int, float]]:
     """Stream speech at real-time pace; (frame index, arrival time) of every frame."""
     got: list[tuple[int, float]] = []
-    with connect(url, open_timeout=10, max_size=None) as ws:
+    with connect(url, open_timeout=OPEN_TIMEOUT_S, max_size=None) as ws:
         ws.send(json.dumps({"type": "configure", "push_frames": True, "binary_frames": True}))
         start = time.monotonic()
         for i, at in enumerate(range(0, len(speech), 960)):
