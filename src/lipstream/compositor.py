@@ -76,27 +76,35 @@ class AvatarFrames:
 
 def decode_avatar_video(package: ModelPackage, scale: float = 1.0) -> AvatarFrames:
     """Every frame of ``package``'s video, resized by ``scale`` (0 < scale <= 4)."""
+    video = decode_video(package.video_path, scale, max_frames=package.frame_count)
+    if len(video.frames) != package.frame_count:
+        raise PackageError(
+            f"{package.video_path} holds {len(video.frames)} frames, "
+            f"the package {package.frame_count}"
+        )
+    return video
+
+
+def decode_video(path: str | Path, scale: float = 1.0, max_frames: int = 100_000) -> AvatarFrames:
+    """Every frame of the video file at ``path`` (an avatar's own video, for instance as a
+    client fetched it from the web server), resized by ``scale`` (0 < scale <= 4)."""
     if not 0 < scale <= 4:
         raise InvalidInput(f"scale must be in (0, 4], got {scale}")
-    width = max(2, round(package.video_width * scale))
-    height = max(2, round(package.video_height * scale))
-    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
-    frames = np.empty((package.frame_count, height, width, 3), dtype=np.uint8)
-    count = 0
-    for count, frame in enumerate(read_video_frames(package.video_path), 1):
-        if count > package.frame_count:
-            raise PackageError(
-                f"{package.video_path} holds more frames than the package's {package.frame_count}"
-            )
+    frames: list[np.ndarray] = []
+    for frame in read_video_frames(path):
+        if len(frames) == max_frames:
+            raise PackageError(f"{path} holds more frames than the {max_frames} expected")
         if scale != 1.0:
-            frame = cv2.resize(frame, (width, height), interpolation=interpolation)
-        frames[count - 1] = frame
-    if count != package.frame_count:
-        raise PackageError(
-            f"{package.video_path} holds {count} frames, the package {package.frame_count}"
-        )
-    frames.flags.writeable = False
-    return AvatarFrames(frames, scale)
+            height, width = frame.shape[:2]
+            size = (max(2, round(width * scale)), max(2, round(height * scale)))
+            interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
+            frame = cv2.resize(frame, size, interpolation=interpolation)
+        frames.append(frame)
+    if not frames:
+        raise InvalidInput(f"{path} holds no video frames")
+    stacked = np.stack(frames)
+    stacked.flags.writeable = False
+    return AvatarFrames(stacked, scale)
 
 
 class FrameCache:
@@ -151,19 +159,29 @@ class Compositor:
 
     def __init__(
         self,
-        package: ModelPackage,
+        package: ModelPackage | None,
         *,
         scale: float = 1.0,
         blend: bool = True,
         cache: FrameCache | None = None,
         video: AvatarFrames | None = None,
+        name: str | None = None,
     ) -> None:
-        """``video``: frames decoded elsewhere (at their ``scale``) instead of the cache's."""
+        """``video``: frames decoded elsewhere (at their ``scale``) instead of the cache's.
+        Without a ``package`` (a client holding only the avatar's video), ``video`` is needed
+        and every ``compose`` with a mouth needs its ``bounds``."""
         self.package = package
         self.blend = blend
+        self.name = name or (package.name if package is not None else "avatar")
         if video is None:
+            if package is None:
+                raise ValueError("a compositor needs a package or the avatar's decoded video")
             video = (SHARED_FRAMES if cache is None else cache).get(package, scale)
         self._video = video
+
+    @property
+    def frame_count(self) -> int:
+        return len(self._video.frames)
 
     @property
     def width(self) -> int:
@@ -190,7 +208,11 @@ class Compositor:
         if mouth is None:
             return frame
         image = decode_mouth(mouth)
-        box = self._box(self.package.bounds[frame_id] if bounds is None else bounds)
+        if bounds is None:
+            if self.package is None:
+                raise InvalidInput("a mouth needs its bounds: this compositor has no package")
+            bounds = self.package.bounds[frame_id]
+        box = self._box(bounds)
         out = frame.copy()
         if box is None:
             return out
@@ -219,7 +241,7 @@ class Compositor:
         count = len(self._video.frames)
         if not 0 <= frame_id < count:
             raise InvalidInput(
-                f"frame_id {frame_id} is outside 0..{count - 1} of model {self.package.name}"
+                f"frame_id {frame_id} is outside 0..{count - 1} of model {self.name}"
             )
         return frame_id
 
