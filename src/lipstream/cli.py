@@ -18,6 +18,7 @@ COMMAND_MODULES: list[str] = [
     "lipstream.frames.commands",
     "lipstream.serve",
     "lipstream.web.commands",
+    "lipstream.integrations.record_session",
 ]
 # Commands that need an optional extra: ("module:register function", the extra that provides
 # it, its subcommands with their one-line help). The function runs only when one of their

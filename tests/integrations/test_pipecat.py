@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+import av
 import cv2
 import numpy as np
 import pytest
@@ -71,9 +72,11 @@ def pixels(image: OutputImageRawFrame) -> np.ndarray:
     return np.frombuffer(image.image, np.uint8).reshape(height, width, 3)
 
 
-async def run_pipeline(system, scenario) -> tuple[Recorder, Recorder]:
+async def run_pipeline(system, scenario, record=None) -> tuple[Recorder, Recorder]:
     errors, out = Recorder(), Recorder()
-    avatar = LipstreamVideoService(url=system.websocket_url, model="demo", web_url=system.web_url)
+    avatar = LipstreamVideoService(
+        url=system.websocket_url, model="demo", web_url=system.web_url, record=record
+    )
     task = PipelineWorker(
         Pipeline([errors, avatar, out]),
         params=PipelineParams(audio_out_sample_rate=STREAM_RATE),
@@ -103,7 +106,7 @@ def idle_frames(demo_package):
 
 
 def test_speech_becomes_25_mouth_frames_a_second_each_with_its_audio_then_idle(
-    running_system, speech_wav, idle_frames, demo_package
+    running_system, speech_wav, idle_frames, demo_package, tmp_path
 ):
     speech = read_audio_file(speech_wav, TTS_RATE).samples[: 2 * TTS_RATE]  # 2 s: 50 frames
     marks: dict[str, int] = {}
@@ -116,7 +119,8 @@ def test_speech_becomes_25_mouth_frames_a_second_each_with_its_audio_then_idle(
         marks["stopped"] = len(out.seen)
         await wait_for(lambda: len(out.images(marks["stopped"])) >= 10, 30, "idle frames")
 
-    _, out = asyncio.run(asyncio.wait_for(run_pipeline(running_system, speak), 180))
+    record = tmp_path / "bot.mp4"
+    _, out = asyncio.run(asyncio.wait_for(run_pipeline(running_system, speak, record), 180))
 
     talk = out.seen[marks["start"] : marks["stopped"]]
     images = [f for _, f in talk if isinstance(f, OutputImageRawFrame) and speaking(f)]
@@ -148,6 +152,16 @@ def test_speech_becomes_25_mouth_frames_a_second_each_with_its_audio_then_idle(
     assert after and not any(speaking(image) for image in after)
     for image in after:
         assert np.array_equal(pixels(image), idle_frames[image.metadata["lipstream"]["frame_id"]])
+
+    # the recording holds every pushed frame, and the voice only where the mouth frames are
+    shown = out.images()
+    first = shown.index(images[0])
+    with av.open(str(record)) as container:
+        assert sum(1 for _ in container.decode(video=0)) == len(shown)
+    with av.open(str(record)) as container:
+        voice = np.concatenate([f.to_ndarray()[0] for f in container.decode(audio=0)])
+    span = slice(first * 960, (first + len(images)) * 960)
+    assert np.sum(voice[span] ** 2) > 0.99 * np.sum(voice**2)
 
 
 def test_an_interruption_stops_the_mouth_at_once_and_the_next_speech_plays(

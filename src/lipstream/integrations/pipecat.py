@@ -46,6 +46,7 @@ from lipstream.integrations.avatar_stream import (
     AvatarStream,
     UtteranceEnd,
 )
+from lipstream.recording import Recording
 
 FRAME_S = 0.04
 
@@ -62,12 +63,14 @@ class LipstreamVideoService(FrameProcessor):
         models_dir: str | Path | None = None,
         scale: float = 1.0,
         blend: bool = True,
+        record: str | Path | None = None,
         **kwargs: Any,
     ) -> None:
         """``url``: the frame generator (``ws://HOST:WEBSOCKET_PORT/``); ``model``: the avatar.
         ``web_url`` (default: the same host, port 3000) serves the avatar's video, or
-        ``models_dir`` holds it locally. ``scale`` resizes the frames. Other keyword arguments
-        go to ``FrameProcessor``."""
+        ``models_dir`` holds it locally. ``scale`` resizes the frames. ``record``: write what
+        is pushed, frames and voice, to this MP4. Other keyword arguments go to
+        ``FrameProcessor``."""
         super().__init__(**kwargs)
         self._stream = AvatarStream(
             url,
@@ -78,6 +81,8 @@ class LipstreamVideoService(FrameProcessor):
             blend=blend,
             on_error=self._server_error,
         )
+        self._record = None if record is None else Path(record)
+        self._recording: Recording | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._held_stops: list[TTSStoppedFrame] = []
         self._playout_end = 0.0  # when the speech pushed so far has played, at real time
@@ -115,6 +120,8 @@ class LipstreamVideoService(FrameProcessor):
         except LipstreamError as exc:
             await self.push_error(f"lipstream: {exc}", exception=exc, fatal=True)
             return
+        if self._record is not None:
+            self._recording = Recording(self._record, sample_rate=STREAM_RATE)
         self._tasks = [
             self.create_task(self._push_speech(), "lipstream-speech"),
             self.create_task(self._push_idle(), "lipstream-idle"),
@@ -125,6 +132,9 @@ class LipstreamVideoService(FrameProcessor):
             await self.cancel_task(task)
         self._tasks = []
         await self._stream.close()
+        if self._recording is not None:
+            recording, self._recording = self._recording, None
+            await asyncio.to_thread(recording.close)
 
     async def _interrupt(self) -> None:
         self._speaking = False
@@ -149,6 +159,7 @@ class LipstreamVideoService(FrameProcessor):
             await self.push_frame(image)
             if item.epoch == self._stream.epoch:
                 await self.push_frame(TTSAudioRawFrame(item.audio, STREAM_RATE, 1))
+                self._keep(item)
         await self.push_error("lipstream: the frame generator closed the session")
 
     async def _push_idle(self) -> None:
@@ -157,7 +168,13 @@ class LipstreamVideoService(FrameProcessor):
             tick = max(tick + FRAME_S, time.monotonic() - FRAME_S)
             await asyncio.sleep(max(0.0, tick - time.monotonic()))
             if time.monotonic() >= self._playout_end:
-                await self.push_frame(_image(self._stream.idle_frame()))
+                frame = self._stream.idle_frame()
+                await self.push_frame(_image(frame))
+                self._keep(frame)
+
+    def _keep(self, frame: AvatarFrame) -> None:
+        if self._recording is not None:
+            self._recording.add(frame.image, frame.audio)
 
     async def _server_error(self, text: str) -> None:
         await self.push_error(f"lipstream: {text}")
