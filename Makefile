@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch first, pinned, so nothing can pull a CUDA build in its place
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[torch,avatar,pipecat,dev]'
+	$(PY) -m pip install --quiet -e '.[torch,avatar,pipecat,livekit,dev]'
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -34,6 +34,11 @@ OPTIONAL_COMMANDS: list[tuple[str, str, dict[str, str]]] = [
         "torch",
         {"evaluate": "measure a model package on a dataset's held-out frames (sync, PSNR, SSIM)"},
     ),
+    (
+        "lipstream.integrations.livekit:register",
+        "livekit",
+        {"livekit-avatar": "join a LiveKit room as a voice agent's avatar"},
+    ),
 ]
 
 

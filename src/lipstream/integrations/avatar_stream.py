@@ -197,6 +197,21 @@ class AvatarStream:
         while (item := await self._out.get()) is not None:
             yield item
 
+    async def get(self, timeout: float) -> AvatarFrame | UtteranceEnd | None:
+        """The next speaking frame or utterance end, or None when none came within
+        ``timeout`` s. Raises LipstreamError once the connection has ended."""
+        try:
+            item = self._out.get_nowait()
+        except asyncio.QueueEmpty:
+            try:
+                item = await asyncio.wait_for(self._out.get(), timeout)
+            except TimeoutError:
+                return None
+        if item is None:
+            self._out.put_nowait(None)
+            raise LipstreamError("the frame generator closed the session")
+        return item
+
     def idle_frame(self) -> AvatarFrame:
         """The avatar's next own frame, played ping-pong."""
         if self.compositor is None:
