@@ -6,8 +6,10 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from lipstream import bench
+from lipstream.errors import InvalidInput
 
 
 def test_bench_model_times_each_runtime_at_batch_one_and_the_batch_size():
@@ -194,3 +196,21 @@ def test_the_benchmark_models_the_consoles_own_margins():
     assert float(unlearned) == bench_e2e.CONSOLE_UNLEARNED_MS
     held = re.search(r"const HOLD_MISSING_FRAMES = (\d+)", js).group(1)
     assert int(held) == bench_e2e.CONSOLE_HOLD_FRAMES
+
+
+def test_bench_webrtc_times_compositing_and_encoding_per_call(demo_package, capsys):
+    from lipstream.bench_webrtc import bench_webrtc
+
+    rows = bench_webrtc(demo_package, ["vp8"], seconds=0.1)
+    assert [(r["codec"], r["size"]) for r in rows] == [("vp8", "512x512")]
+    assert rows[0]["cpu_ms"] > 0
+    assert rows[0]["calls_per_core"] == pytest.approx(40 / rows[0]["cpu_ms"])
+    assert "| vp8 | 512x512 |" in capsys.readouterr().out
+
+
+def test_bench_webrtc_names_the_codecs_it_takes():
+    from lipstream.bench_webrtc import _run
+
+    args = argparse.Namespace(codecs="av1", package=Path("models/demo"), seconds=0.1)
+    with pytest.raises(InvalidInput, match="vp8,h264"):
+        _run(args)

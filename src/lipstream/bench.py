@@ -28,6 +28,7 @@ from lipstream.bench_e2e import register_e2e
 from lipstream.bench_runtimes import RUNTIMES, SyncTalk2dLoop, build_runtimes
 from lipstream.bench_soak import register_soak
 from lipstream.bench_sync import register_sync
+from lipstream.bench_webrtc import register_webrtc
 from lipstream.errors import InvalidInput, PackageError
 
 DEFAULT_WIDTHS = (1.0, 0.5, 0.25)
@@ -368,3 +369,4 @@ def register(subparsers: Any) -> None:
     register_sync(sub)
     register_soak(sub)
     register_compose(sub)
+    register_webrtc(sub)

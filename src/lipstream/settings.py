@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     cors_allow_origins: Annotated[tuple[str, ...], NoDecode] = ()
     console_dir: Path | None = None
     max_sessions: int = Field(64, ge=1, le=10000)
+    # ICE servers of WebRTC calls: JSON [{"urls", "username", "credential"}] or comma-separated
+    # stun:/turn: URLs; none by default (no public STUN server is waited on)
+    webrtc_ice_servers: str = ""
 
     # Production: metrics, session tokens, rate limits, TLS
     grpc_metrics_port: Annotated[int, _PORT] = 9091  # the lip-sync service's GET /metrics

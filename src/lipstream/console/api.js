@@ -71,3 +71,13 @@ export function websocketUrl(config, location = window.location) {
   const host = location.hostname.includes(':') ? `[${location.hostname}]` : location.hostname;
   return `${scheme}://${host}:${config.websocket_port ?? 8080}/`;
 }
+
+/** POST /api/webrtc/offer: the server's answer to a WebRTC offer, {sdp, type, peer_id, model}. */
+export async function offerCall(offer, model) {
+  const response = await call('/api/webrtc/offer', {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ sdp: offer.sdp, type: offer.type, model }),
+  });
+  return response.json();
+}

@@ -47,6 +47,7 @@ FRAME_SAMPLES = STREAM_RATE // 25
 DEFAULT_WEB_PORT = 3000
 
 ErrorHandler = Callable[[str], Awaitable[None]]
+MessageHandler = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -94,12 +95,15 @@ class AvatarStream:
         blend: bool = True,
         open_timeout: float = 30.0,
         on_error: ErrorHandler | None = None,
+        on_message: MessageHandler | None = None,
+        ssl: Any = None,
     ) -> None:
         """``url``: the frame generator, ``ws://HOST:WEBSOCKET_PORT/`` (with ``?token=`` when
         the server wants session tokens). ``web_url``: where the avatar's video is served
         (default: the same host on port 3000); ``models_dir``: read the video from this local
         models folder instead. ``scale`` resizes the frames; ``blend`` feathers the mouth's
-        edge as the console does. ``on_error`` hears the server's ``error`` messages."""
+        edge as the console does. ``on_error`` hears the server's ``error`` messages,
+        ``on_message`` every JSON message it sends. ``ssl``: an SSLContext for wss://."""
         self.url = url
         self.model = model
         self.web_url = web_url or web_url_for(url)
@@ -108,6 +112,8 @@ class AvatarStream:
         self.blend = blend
         self.open_timeout = open_timeout
         self.on_error = on_error
+        self.on_message = on_message
+        self.ssl = ssl
         self.compositor: Compositor | None = None
         self.pipeline_latency_ms: float | None = None
         self._ws: ClientConnection | None = None
@@ -128,7 +134,9 @@ class AvatarStream:
     async def start(self) -> None:
         """Connect, choose the model and load the avatar's video. Raises LipstreamError."""
         try:
-            self._ws = await connect(self.url, max_size=None, open_timeout=self.open_timeout)
+            self._ws = await connect(
+                self.url, max_size=None, open_timeout=self.open_timeout, ssl=self.ssl
+            )
         except (OSError, TimeoutError) as exc:
             raise LipstreamError(f"cannot reach the frame generator at {self.url}: {exc}") from exc
         except Exception as exc:  # websockets' handshake refusals (401, 503, ...)
@@ -136,9 +144,19 @@ class AvatarStream:
         self._reader = asyncio.create_task(self._read(self._ws))
         configure = {"push_frames": True, "binary_frames": True, "audio_sample_rate": STREAM_RATE}
         await self._ask({"type": "configure", **configure}, "configured")
-        changed = await self._ask({"type": "set_model", "model_name": self.model}, "model_changed")
+        await self.set_model(self.model)
+
+    async def set_model(self, name: str) -> None:
+        """Speak with model ``name`` from now on (its avatar video is loaded first)."""
+        changed = await self._ask({"type": "set_model", "model_name": name}, "model_changed")
+        compositor = await asyncio.to_thread(self._load_avatar, name, int(changed["frame_count"]))
+        self.model, self.compositor = name, compositor
         self.pipeline_latency_ms = changed.get("pipeline_latency_ms")
-        self.compositor = await asyncio.to_thread(self._load_avatar, int(changed["frame_count"]))
+        self._idle_position = 0
+
+    async def send(self, message: dict[str, Any]) -> None:
+        """Send the session a JSON message of the frame protocol (``get_stats``, ...)."""
+        await self._send(message)
 
     async def close(self) -> None:
         if self._ws is not None:
@@ -197,6 +215,18 @@ class AvatarStream:
         while (item := await self._out.get()) is not None:
             yield item
 
+    def poll(self) -> AvatarFrame | UtteranceEnd | None:
+        """The next speaking frame or utterance end if one is ready, else None. Raises
+        LipstreamError once the connection has ended."""
+        try:
+            item = self._out.get_nowait()
+        except asyncio.QueueEmpty:
+            return None
+        if item is None:
+            self._out.put_nowait(None)
+            raise LipstreamError("the frame generator closed the session")
+        return item
+
     async def get(self, timeout: float) -> AvatarFrame | UtteranceEnd | None:
         """The next speaking frame or utterance end, or None when none came within
         ``timeout`` s. Raises LipstreamError once the connection has ended."""
@@ -224,11 +254,11 @@ class AvatarStream:
     # ---------------------------------------------------------------------------------------
     # inside
 
-    def _load_avatar(self, frame_count: int) -> Compositor:
+    def _load_avatar(self, model: str, frame_count: int) -> Compositor:
         if self.models_dir is not None:
-            package = load_package(self.models_dir / self.model)
+            package = load_package(self.models_dir / model)
             return Compositor(package, scale=self.scale, blend=self.blend)
-        url = f"{self.web_url}/api/model-video/{self.model}"
+        url = f"{self.web_url}/api/model-video/{model}"
         try:
             answer = httpx.get(url, timeout=60, verify=True)
             answer.raise_for_status()
@@ -240,7 +270,7 @@ class AvatarStream:
             video = decode_video(file.name, self.scale, max_frames=frame_count)
         if len(video.frames) != frame_count:
             raise LipstreamError(f"{url} holds {len(video.frames)} frames, the model {frame_count}")
-        return Compositor(None, video=video, blend=self.blend, name=self.model)
+        return Compositor(None, video=video, blend=self.blend, name=model)
 
     async def _flush_resampler(self) -> None:
         if self._resampler is not None:
@@ -311,10 +341,14 @@ class AvatarStream:
                 self._utterance_end = last
         if future is not None and not future.done():
             future.set_result(message)
+        if self.on_message is not None:
+            await self.on_message(message)
 
     async def _on_frame(self, header: dict[str, Any], jpeg: bytes) -> None:
         if self._pending_interrupts or self._base is None or self.compositor is None:
             return  # made before an interruption, or before the avatar was loaded
+        if header.get("model_name", self.model) != self.compositor.name:
+            return  # drawn for the avatar before a set_model
         index = int(header["frame_index"])
         epoch = self._epoch
         image = await asyncio.to_thread(self._compose, header, jpeg)

@@ -43,6 +43,7 @@ from lipstream.web.errors import (
 from lipstream.web.openai_token import CALLS_PATH, DEFAULT_TIMEOUT_S, OpenAITokenClient
 from lipstream.web.request_metrics import RequestMetrics
 from lipstream.web.speech import Speaker, parse_request
+from lipstream.web.webrtc_offer import WebRTCOffers
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 _ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 MAX_TTS_BODY = 64 * 1024  # bytes; 1000 characters of text fit many times over
+MAX_OFFER_BODY = 64 * 1024  # bytes; an SDP offer is a few kB
 _EXPOSED_HEADERS = [
     "Accept-Ranges",
     "Content-Length",
@@ -72,9 +74,11 @@ def create_app(settings: Settings, *, openai_timeout_s: float = DEFAULT_TIMEOUT_
             "/token": settings.rate_limit_token,
             "/api/session": settings.rate_limit_session,
             "/api/tts": settings.rate_limit_tts,
+            "/api/webrtc/offer": settings.rate_limit_session,
         }
     )
     sessions = SessionTokens.from_settings(settings)
+    webrtc = WebRTCOffers(settings, catalog, sessions)
 
     async def limit(request: Request) -> None:
         client = addresses.resolve(
@@ -184,6 +188,11 @@ def create_app(settings: Settings, *, openai_timeout_s: float = DEFAULT_TIMEOUT_
             },
         )
 
+    async def webrtc_offer(request: Request) -> Response:
+        await limit(request)
+        body = await _read_body(request, MAX_OFFER_BODY)
+        return JSONResponse(await webrtc.answer(body), headers={"Cache-Control": "no-store"})
+
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
@@ -195,6 +204,7 @@ def create_app(settings: Settings, *, openai_timeout_s: float = DEFAULT_TIMEOUT_
         try:
             yield
         finally:
+            await webrtc.close()
             await tokens.aclose()
 
     middleware = []
@@ -217,6 +227,7 @@ def create_app(settings: Settings, *, openai_timeout_s: float = DEFAULT_TIMEOUT_
         _route("/api/model-video/{model_name}", model_video, "GET"),
         _route("/api/config", config, "GET"),
         _route("/api/tts", tts, "POST"),
+        _route("/api/webrtc/offer", webrtc_offer, "POST"),
         _route("/healthz", healthz, "GET"),
         _route("/metrics", metrics_text, "GET"),
         _route("/", home, "GET"),

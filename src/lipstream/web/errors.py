@@ -20,7 +20,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ExceptionHandler
 
 from lipstream.access.rate_limits import RateLimited
-from lipstream.errors import InvalidInput, LipstreamError, ModelNotFound, Overloaded
+from lipstream.errors import (
+    InvalidInput,
+    LipstreamError,
+    ModelNotFound,
+    Overloaded,
+    ServiceUnavailable,
+)
 from lipstream.web.catalog import BadModelName, UnknownModel
 from lipstream.web.openai_token import TokenError
 from lipstream.web.speech import SpeechRequestError, SpeechUnavailable
@@ -54,6 +60,7 @@ _STATUS: Mapping[type[LipstreamError], tuple[int | None, str | None]] = MappingP
         BadModelName: (400, "bad_model_name"),
         InvalidInput: (400, "bad_request"),
         Overloaded: (503, "overloaded"),
+        ServiceUnavailable: (503, "unavailable"),
     }
 )
 

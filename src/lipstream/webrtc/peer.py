@@ -1,0 +1,240 @@
+"""WebRTC peers of the web server: a client's voice in, the composited avatar and the voice out.
+
+``POST /api/webrtc/offer`` with ``{"sdp", "type": "offer", "model"}`` makes a ``WebRTCPeer``:
+
+- the client's audio track (a microphone, or an agent's voice) goes to a frame generator
+  session (an ``AvatarStream`` of its own);
+- the avatar comes back as a video track and an audio track with the same voice, delayed by
+  the pipeline latency and stamped on one clock (``AvatarOutput``);
+- a data channel (any label) carries JSON messages: ``interrupt``, ``end_of_speech``,
+  ``set_model`` (``model_name``) and ``get_stats``; the session's replies (``interrupted``,
+  ``speech_ended``, ``model_changed``, ``stats``, ``error``) come back on it.
+
+ICE servers come from ``WEBRTC_ICE_SERVERS``. There are none by default: the answer holds the
+host's own addresses, and nothing waits on a STUN server that a server without internet
+cannot reach.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from typing import Any
+
+import av
+from aiortc import (
+    RTCConfiguration,
+    RTCDataChannel,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from lipstream.errors import InvalidInput, LipstreamError
+from lipstream.integrations.avatar_stream import AvatarStream
+from lipstream.webrtc.tracks import AvatarOutput
+
+log = logging.getLogger(__name__)
+
+INTERRUPT_DROP_S = 0.2
+"""After an interruption, the client's audio is dropped this long: what it said before the
+interruption and what is still on its way (jitter buffers) is not turned into speech."""
+FORWARDED = ("interrupted", "speech_ended", "model_changed", "stats", "error")
+ACCEPTED = ("interrupt", "end_of_speech", "set_model", "get_stats")
+
+
+def parse_ice_servers(text: str) -> list[RTCIceServer]:
+    """``WEBRTC_ICE_SERVERS``: a JSON list of ``{"urls", "username", "credential"}`` objects,
+    or URLs separated by commas (``stun:host:3478,turn:host:3478``); empty means none."""
+    text = text.strip()
+    if not text:
+        return []
+    if not text.startswith("["):
+        return [RTCIceServer(urls=url.strip()) for url in text.split(",") if url.strip()]
+    try:
+        entries = json.loads(text)
+        return [
+            RTCIceServer(
+                urls=entry["urls"],
+                username=entry.get("username"),
+                credential=entry.get("credential"),
+            )
+            for entry in entries
+        ]
+    except (ValueError, TypeError, KeyError, AttributeError):
+        raise InvalidInput(
+            'WEBRTC_ICE_SERVERS must be a JSON list of {"urls", "username", "credential"} '
+            f"objects or comma-separated stun:/turn: URLs, got {text!r}"
+        ) from None
+
+
+def parse_offer(body: Any) -> tuple[RTCSessionDescription, str | None]:
+    """(the offer, the model asked for) of an offer request, or InvalidInput."""
+    if not isinstance(body, dict):
+        raise InvalidInput('expected a JSON object {"sdp": "...", "type": "offer", "model": ...}')
+    sdp, kind, model = body.get("sdp"), body.get("type"), body.get("model")
+    if not isinstance(sdp, str) or not sdp.startswith("v=0"):
+        raise InvalidInput('"sdp" must be the offer\'s session description (it starts "v=0")')
+    if kind != "offer":
+        raise InvalidInput(f'"type" must be "offer", got {kind!r}')
+    if model is not None and not isinstance(model, str):
+        raise InvalidInput(f'"model" must be a model name, got {model!r}')
+    return RTCSessionDescription(sdp=sdp, type="offer"), model
+
+
+class WebRTCPeer:
+    """One client's call: its voice to a session, the avatar and the voice back."""
+
+    def __init__(self, stream: AvatarStream, ice_servers: list[RTCIceServer]) -> None:
+        self.id = uuid.uuid4().hex
+        self.stream = stream
+        self.output = AvatarOutput(stream)
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=ice_servers))
+        self.closed = asyncio.Event()
+        self._channel: RTCDataChannel | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._drop_until = 0.0
+        stream.on_message = self._forward
+
+    async def answer(self, offer: RTCSessionDescription) -> RTCSessionDescription:
+        """Start the session and answer ``offer`` (which must send audio)."""
+        await self.stream.start()
+
+        @self.pc.on("track")
+        def on_track(track: MediaStreamTrack) -> None:
+            if track.kind == "audio":
+                self._spawn(self._listen(track))
+
+        @self.pc.on("datachannel")
+        def on_datachannel(channel: RTCDataChannel) -> None:
+            self._channel = channel
+            channel.on("message", lambda message: self._spawn(self._on_message(message)))
+
+        @self.pc.on("connectionstatechange")
+        async def on_state() -> None:
+            if self.pc.connectionState in ("failed", "closed"):
+                await self.close()
+
+        await self.pc.setRemoteDescription(offer)
+        kinds = {t.kind for t in self.pc.getTransceivers()}
+        if kinds != {"audio", "video"}:
+            raise InvalidInput(
+                "the offer must send audio (the voice) and receive video (the avatar), got "
+                f"{', '.join(sorted(kinds)) or 'no media'}"
+            )
+        self.pc.addTrack(self.output.audio)  # on the offer's own audio and video transceivers
+        self.pc.addTrack(self.output.video)
+        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        return self.pc.localDescription
+
+    async def close(self) -> None:
+        if self.closed.is_set():
+            return
+        self.closed.set()
+        for task in list(self._tasks):
+            task.cancel()
+        await self.output.stop()
+        await self.pc.close()
+        await self.stream.close()
+
+    async def _listen(self, track: MediaStreamTrack) -> None:
+        """The client's voice, as it comes, into the session."""
+        try:
+            while True:
+                frame = await track.recv()
+                if not isinstance(frame, av.AudioFrame) or time.monotonic() < self._drop_until:
+                    continue
+                channels = len(frame.layout.channels)
+                pcm = frame.to_ndarray().tobytes()  # packed s16 from aiortc's decoders
+                await self.stream.push_audio(pcm, frame.sample_rate, channels)
+        except MediaStreamError:
+            pass
+        except LipstreamError as exc:
+            log.info("peer %s: %s", self.id, exc)
+        await self.close()
+
+    async def _on_message(self, message: str | bytes) -> None:
+        try:
+            request = json.loads(message)
+            kind = request.get("type") if isinstance(request, dict) else None
+            if kind == "interrupt":
+                self._drop_until = time.monotonic() + INTERRUPT_DROP_S
+                self.output.clear()
+                await self.stream.interrupt()
+                self.output.clear()
+            elif kind == "end_of_speech":
+                await self.stream.end_of_speech()
+            elif kind == "set_model":
+                name = request.get("model_name")
+                if not isinstance(name, str):
+                    raise InvalidInput('set_model needs "model_name", a model name')
+                await self.stream.set_model(name)
+            elif kind == "get_stats":
+                await self.stream.send({"type": "get_stats"})
+            else:
+                raise InvalidInput(f"unknown message type {kind!r}; known: {', '.join(ACCEPTED)}")
+        except (ValueError, LipstreamError) as exc:
+            code = "bad_request" if isinstance(exc, ValueError) else "failed"
+            self._reply({"type": "error", "code": code, "message": str(exc)})
+
+    async def _forward(self, message: dict[str, Any]) -> None:
+        if message.get("type") == "stats":
+            message = {**message, "webrtc": self.stats()}
+        if message.get("type") in FORWARDED:
+            self._reply(message)
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "peer_id": self.id,
+            "frames_sent": self.output.ticks,
+            "speaking_frames": self.output.speaking_frames,
+            "late_ticks": self.output.late_ticks,
+            "dropped_video_frames": self.output.video.dropped,
+        }
+
+    def _reply(self, message: dict[str, Any]) -> None:
+        if self._channel is not None and self._channel.readyState == "open":
+            self._channel.send(json.dumps(message))
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+class WebRTCPeers:
+    """The web server's peers: made per offer, closed with the server."""
+
+    def __init__(self, ice_servers: list[RTCIceServer]) -> None:
+        self.ice_servers = ice_servers
+        self.peers: dict[str, WebRTCPeer] = {}
+        self._watchers: set[asyncio.Task[None]] = set()
+
+    async def offer(
+        self, stream: AvatarStream, offer: RTCSessionDescription
+    ) -> tuple[WebRTCPeer, RTCSessionDescription]:
+        peer = WebRTCPeer(stream, self.ice_servers)
+        try:
+            answer = await peer.answer(offer)
+        except BaseException:
+            await peer.close()
+            raise
+        self.peers[peer.id] = peer
+        watcher = asyncio.ensure_future(self._forget(peer))
+        self._watchers.add(watcher)
+        watcher.add_done_callback(self._watchers.discard)
+        return peer, answer
+
+    async def _forget(self, peer: WebRTCPeer) -> None:
+        await peer.closed.wait()
+        self.peers.pop(peer.id, None)
+
+    async def close(self) -> None:
+        for peer in list(self.peers.values()):
+            with contextlib.suppress(Exception):
+                await peer.close()

@@ -1,0 +1,181 @@
+"""WebRTC out: a real aiortc client calls the running system (in the test network), speaks a
+recording, and gets the composited avatar and its own voice back as one synced pair."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+from conftest import DEMO_PACKAGE, LONG_SPEECH_WAV
+from testkit.webrtc_client import RATE, Call
+
+from lipstream.audio.files import read_audio_file
+from lipstream.model.package import load_package
+from lipstream.video import read_video_frames
+
+WEB_URL = "http://127.0.0.1:3000"
+BEEP_S = 0.06
+
+
+def voice(speech_wav) -> np.ndarray:
+    """A beep that marks where the voice starts, then the speech (then silence)."""
+    t = np.arange(int(BEEP_S * RATE)) / RATE
+    beep = (np.sin(2 * np.pi * 1000 * t) * 16000).astype(np.int16)
+    return np.concatenate([beep, read_audio_file(speech_wav, RATE).samples])
+
+
+def boxes() -> tuple[tuple[slice, slice], tuple[slice, slice]]:
+    """(the mouth: the lower half of the demo's crop boxes; the face above the crop boxes)."""
+    bounds = np.asarray(load_package(DEMO_PACKAGE).bounds)
+    x0, y0, x1, y1 = bounds[:, 0].min(), bounds[:, 1].min(), bounds[:, 2].max(), bounds[:, 3].max()
+    half = (y1 - y0) // 2
+    mouth = (slice(int(y0 + half), int(y1)), slice(int(x0), int(x1)))
+    above = (slice(int(y0 - half), int(y0)), slice(int(x0), int(x1)))
+    return mouth, above
+
+
+def envelopes(call: Call) -> tuple[np.ndarray, np.ndarray]:
+    """(voice loudness, mouth opening) per 40 ms, both on the RTP timeline from its start.
+
+    The mouth opening is how far the received mouth is from the avatar's own (closed) mouth in
+    the avatar frame whose face above the mouth matches best, less how far that face is (what
+    the video coding alone changes)."""
+    mouth_at, above_at = boxes()
+    frames = np.stack(
+        [f[:, :, ::-1] for f in read_video_frames(load_package(DEMO_PACKAGE).video_path)]
+    )
+    own_mouth = frames[(slice(None), *mouth_at)].astype(np.float32)
+    own_above = frames[(slice(None), *above_at)].astype(np.float32)
+    video = call.received.video
+    slots = max(pts for pts, _ in video) // 3600 + 1
+    mouth = np.zeros(slots)
+    for pts, image in video:
+        above = np.abs(own_above - image[above_at].astype(np.float32)).mean(axis=(1, 2, 3))
+        best = int(np.argmin(above))
+        mouth[pts // 3600] = np.abs(own_mouth[best] - image[mouth_at]).mean() - above[best]
+    loud = np.zeros(slots)
+    for pts, samples in call.received.audio:
+        slot = pts // (RATE // 25)
+        if slot < slots:
+            loud[slot] += float(np.sum(samples.astype(np.float64) ** 2))
+    return np.sqrt(loud), mouth
+
+
+async def run_call(speech_wav, seconds: float, during=None) -> Call:
+    call = Call(voice(speech_wav))
+    await call.start(WEB_URL)
+    try:
+        started = time.monotonic()
+        if during is not None:
+            await during(call)
+        await asyncio.sleep(max(0.0, seconds - (time.monotonic() - started)))
+    finally:
+        await call.close()
+    return call
+
+
+def first_voice_s(call: Call) -> float:
+    """When the beep starts in the received audio, by its RTP timestamps (s)."""
+    for pts, samples in call.received.audio:
+        loud = np.nonzero(np.abs(samples) > 4000)[0]
+        if len(loud):
+            return (pts + loud[0]) / RATE
+    raise AssertionError("no voice came back")
+
+
+def test_a_webrtc_call_gets_the_avatar_at_25_fps_in_sync_with_its_voice(
+    console_system, network_loop, speech_wav
+):
+    call = network_loop.run(run_call(speech_wav, 7.0), timeout=120)
+    assert call.answer["model"] == "demo" and call.answer["type"] == "answer"
+    video = call.received.video
+    steps = np.diff([pts for pts, _ in video])
+    assert len(video) > 100  # 7 s of call
+    assert (steps == 3600).mean() > 0.95 and steps.min() >= 3600  # 25 fps on the RTP clock
+
+    loud, mouth = envelopes(call)
+    idle = np.median(mouth[:5])  # the avatar's own frames, before the first mouth
+    first_mouth = int(np.nonzero(mouth > idle + 2.0)[0][0])
+    offset_ms = (first_voice_s(call) - first_mouth * 0.04) * 1000
+    assert -45 <= offset_ms <= 45, f"A/V offset {offset_ms:.0f} ms"  # by the RTP timestamps
+
+    words = int(np.ceil(len(voice(speech_wav)) / RATE / 0.04))
+    speech = mouth[first_mouth : first_mouth + words]
+    silence = mouth[first_mouth + words + 10 :]  # the microphone goes on, silent
+    assert len(silence) > 25
+    assert speech.std() > 0.5  # the mouth opens and closes while the voice speaks
+    assert np.median(speech) > np.median(silence) + 1.0  # and rests, closed, in silence
+
+
+def test_the_data_channel_interrupts_reports_and_switches_models(console_system, network_loop):
+    marks: dict[str, float] = {}
+
+    async def during(call: Call) -> None:
+        await asyncio.sleep(2.5)  # speaking by now
+        call.send({"type": "get_stats"})
+        marks["interrupt"] = time.monotonic()
+        call.send({"type": "interrupt"})
+        await asyncio.sleep(0.1)  # what the client said meanwhile is dropped, not played
+        call.voice.stop_speaking()
+        await asyncio.sleep(1.5)
+        call.send({"type": "set_model", "model_name": "demo_b"})
+
+    call = network_loop.run(run_call(LONG_SPEECH_WAV, 6.0, during), timeout=120)
+    kinds = [m["type"] for m in call.received.messages]
+    assert {"stats", "interrupted", "model_changed"} <= set(kinds), kinds
+    stats = next(m for m in call.received.messages if m["type"] == "stats")
+    assert stats["webrtc"]["peer_id"] == call.answer["peer_id"]
+    assert stats["current_model"] == "demo" and stats["pipeline_latency_ms"] > 0
+    changed = next(m for m in call.received.messages if m["type"] == "model_changed")
+    assert changed["model_name"] == "demo_b"
+
+    settle = marks["interrupt"] + 0.3  # frames already on their way when it was sent
+    loud, mouth = envelopes(call)
+    arrivals = list(zip(call.received.video, call.received.video_at, strict=True))
+    before = [pts // 3600 for (pts, _), at in arrivals if at < marks["interrupt"]]
+    after = [pts // 3600 for (pts, _), at in arrivals if at > settle]
+    speaking = mouth[before][mouth[before] > np.median(mouth[:5]) + 2.0]  # the mouth frames
+    assert len(speaking) > 10 and len(after) > 50
+    # the mouth closes at once: what comes after is the avatar at rest (the silence that
+    # follows is still lip-synced: a closed mouth)
+    assert np.median(mouth[after]) < np.median(speaking) - 1.0
+    received = zip(call.received.audio, call.received.audio_at, strict=True)
+    heard = [s for s, at in received if at > settle]
+    assert heard and max(np.abs(samples).max() for _, samples in heard) < 300  # no voice
+
+
+def test_the_consoles_server_video_mode_plays_the_avatar_the_server_sends(browser, console_system):
+    context = browser.new_context(viewport={"width": 1360, "height": 860})
+    context.grant_permissions(["microphone"])
+    try:
+        page = context.new_page()
+        problems: list[str] = []
+        page.on("pageerror", lambda e: problems.append(f"uncaught: {e}"))
+        page.goto(f"{WEB_URL}/index.html")
+        page.click("text=Server video")  # the console's own link to the mode
+        page.wait_for_function("!document.getElementById('model-select').disabled", timeout=30000)
+        page.click("#mic-start")  # the fake microphone: the test speech, looped
+        page.wait_for_function(
+            "(() => { const s = window.lipstream.state();"
+            " return s.call === 'connected' && s.framesShown > 50 && s.stats; })()",
+            timeout=60000,
+            polling=100,
+        )
+        state = page.evaluate("window.lipstream.state()")
+        assert (state["videoWidth"], state["videoHeight"]) == (512, 512)  # whole frames
+        assert state["audioTracks"] == 1  # and the voice, in the same stream
+        assert state["stats"]["current_model"] == "demo"
+        assert state["stats"]["pipeline_latency_ms"] > 0
+        folder = os.environ.get("LIPSTREAM_SCREENSHOTS")
+        if folder:
+            page.screenshot(path=str(Path(folder) / "console-server-video.jpg"), quality=85)
+        page.click("#interrupt")
+        page.wait_for_function(
+            "window.lipstream.state().messages.includes('interrupted')", timeout=10000
+        )
+        assert not problems, problems
+    finally:
+        context.close()
