@@ -34,6 +34,7 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.sdp import SessionDescription
 
 from lipstream.errors import InvalidInput, LipstreamError
 from lipstream.integrations.avatar_stream import AvatarStream
@@ -84,6 +85,16 @@ def parse_offer(body: Any) -> tuple[RTCSessionDescription, str | None]:
         raise InvalidInput(f'"type" must be "offer", got {kind!r}')
     if model is not None and not isinstance(model, str):
         raise InvalidInput(f'"model" must be a model name, got {model!r}')
+    try:
+        media = SessionDescription.parse(sdp).media
+    except Exception as exc:  # aiortc's parser asserts and indexes its way through
+        raise InvalidInput(f"the offer's SDP could not be read ({exc!r})") from None
+    kinds = sorted({m.kind for m in media})  # a data channel adds "application"
+    if not {"audio", "video"} <= set(kinds):
+        raise InvalidInput(
+            "the offer must send audio (the voice) and receive video (the avatar), got "
+            f"{', '.join(kinds) or 'no media'}"
+        )
     return RTCSessionDescription(sdp=sdp, type="offer"), model
 
 
@@ -120,13 +131,7 @@ class WebRTCPeer:
             if self.pc.connectionState in ("failed", "closed"):
                 await self.close()
 
-        await self.pc.setRemoteDescription(offer)
-        kinds = {t.kind for t in self.pc.getTransceivers()}
-        if kinds != {"audio", "video"}:
-            raise InvalidInput(
-                "the offer must send audio (the voice) and receive video (the avatar), got "
-                f"{', '.join(sorted(kinds)) or 'no media'}"
-            )
+        await self.pc.setRemoteDescription(offer)  # read by parse_offer already
         self.pc.addTrack(self.output.audio)  # on the offer's own audio and video transceivers
         self.pc.addTrack(self.output.video)
         await self.pc.setLocalDescription(await self.pc.createAnswer())
