@@ -72,6 +72,7 @@ class Settings(BaseSettings):
     # ICE servers of WebRTC calls: JSON [{"urls", "username", "credential"}] or comma-separated
     # stun:/turn: URLs; none by default (no public STUN server is waited on)
     webrtc_ice_servers: str = ""
+    recordings_dir: Path = Path("recordings")  # where WebRTC calls asked to record are written
 
     # Production: metrics, session tokens, rate limits, TLS
     grpc_metrics_port: Annotated[int, _PORT] = 9091  # the lip-sync service's GET /metrics

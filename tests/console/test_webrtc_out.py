@@ -8,6 +8,7 @@ import os
 import time
 from pathlib import Path
 
+import av
 import numpy as np
 from conftest import DEMO_PACKAGE, LONG_SPEECH_WAV
 from testkit.webrtc_client import RATE, Call
@@ -37,25 +38,30 @@ def boxes() -> tuple[tuple[slice, slice], tuple[slice, slice]]:
     return mouth, above
 
 
-def envelopes(call: Call) -> tuple[np.ndarray, np.ndarray]:
-    """(voice loudness, mouth opening) per 40 ms, both on the RTP timeline from its start.
-
-    The mouth opening is how far the received mouth is from the avatar's own (closed) mouth in
-    the avatar frame whose face above the mouth matches best, less how far that face is (what
-    the video coding alone changes)."""
+def openings(images: list[np.ndarray]) -> np.ndarray:
+    """How open each RGB frame's mouth is: how far it is from the avatar's own (closed) mouth
+    in the avatar frame whose face above the mouth matches best, less how far that face is
+    (what the video coding alone changes)."""
     mouth_at, above_at = boxes()
-    frames = np.stack(
+    own = np.stack(
         [f[:, :, ::-1] for f in read_video_frames(load_package(DEMO_PACKAGE).video_path)]
     )
-    own_mouth = frames[(slice(None), *mouth_at)].astype(np.float32)
-    own_above = frames[(slice(None), *above_at)].astype(np.float32)
+    own_mouth = own[(slice(None), *mouth_at)].astype(np.float32)
+    own_above = own[(slice(None), *above_at)].astype(np.float32)
+    opening = []
+    for image in images:
+        above = np.abs(own_above - image[above_at].astype(np.float32)).mean(axis=(1, 2, 3))
+        best = int(np.argmin(above))
+        opening.append(np.abs(own_mouth[best] - image[mouth_at]).mean() - above[best])
+    return np.asarray(opening)
+
+
+def envelopes(call: Call) -> tuple[np.ndarray, np.ndarray]:
+    """(voice loudness, mouth opening) per 40 ms, both on the RTP timeline from its start."""
     video = call.received.video
     slots = max(pts for pts, _ in video) // 3600 + 1
     mouth = np.zeros(slots)
-    for pts, image in video:
-        above = np.abs(own_above - image[above_at].astype(np.float32)).mean(axis=(1, 2, 3))
-        best = int(np.argmin(above))
-        mouth[pts // 3600] = np.abs(own_mouth[best] - image[mouth_at]).mean() - above[best]
+    mouth[[pts // 3600 for pts, _ in video]] = openings([image for _, image in video])
     loud = np.zeros(slots)
     for pts, samples in call.received.audio:
         slot = pts // (RATE // 25)
@@ -64,9 +70,25 @@ def envelopes(call: Call) -> tuple[np.ndarray, np.ndarray]:
     return np.sqrt(loud), mouth
 
 
-async def run_call(speech_wav, seconds: float, during=None) -> Call:
+def recorded(path, timeout: float = 30.0) -> tuple[np.ndarray, np.ndarray]:
+    """(mouth opening per frame, the audio) of a recording, once the server has finished it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with av.open(str(path)) as container:
+                images = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+            with av.open(str(path)) as container:
+                audio = np.concatenate([f.to_ndarray()[0] for f in container.decode(audio=0)])
+            return openings(images), audio
+        except (OSError, av.FFmpegError, ValueError):  # not there, or not finished yet
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+async def run_call(speech_wav, seconds: float, during=None, record: bool = False) -> Call:
     call = Call(voice(speech_wav))
-    await call.start(WEB_URL)
+    await call.start(WEB_URL, record=record)
     try:
         started = time.monotonic()
         if during is not None:
@@ -89,7 +111,7 @@ def first_voice_s(call: Call) -> float:
 def test_a_webrtc_call_gets_the_avatar_at_25_fps_in_sync_with_its_voice(
     console_system, network_loop, speech_wav
 ):
-    call = network_loop.run(run_call(speech_wav, 7.0), timeout=120)
+    call = network_loop.run(run_call(speech_wav, 7.0, record=True), timeout=120)
     assert call.answer["model"] == "demo" and call.answer["type"] == "answer"
     video = call.received.video
     steps = np.diff([pts for pts, _ in video])
@@ -108,6 +130,13 @@ def test_a_webrtc_call_gets_the_avatar_at_25_fps_in_sync_with_its_voice(
     assert len(silence) > 25
     assert speech.std() > 0.5  # the mouth opens and closes while the voice speaks
     assert np.median(speech) > np.median(silence) + 1.0  # and rests, closed, in silence
+
+    # the call, recorded on the server as it was sent: the voice starts with the first mouth
+    frames, audio = recorded(console_system.workdir / call.answer["recording"])
+    assert len(frames) >= len(video)
+    first_frame = int(np.nonzero(frames > np.median(frames[:5]) + 2.0)[0][0])
+    first_sound = int(np.nonzero(np.abs(audio) > 0.1)[0][0]) / 24000
+    assert abs(first_sound - first_frame * 0.04) <= 0.045
 
 
 def test_the_data_channel_interrupts_reports_and_switches_models(console_system, network_loop):

@@ -72,7 +72,7 @@ class Call:
         self._tasks: list[asyncio.Task] = []
         self.answer: dict = {}
 
-    async def start(self, web_url: str, model: str | None = "demo") -> None:
+    async def start(self, web_url: str, model: str | None = "demo", record: bool = False) -> None:
         self.pc.addTrack(self.voice)
         self.pc.addTransceiver("video", direction="recvonly")
 
@@ -82,6 +82,8 @@ class Call:
 
         await self.pc.setLocalDescription(await self.pc.createOffer())
         offer = {"sdp": self.pc.localDescription.sdp, "type": "offer", "model": model}
+        if record:
+            offer["record"] = True
         async with httpx.AsyncClient(timeout=60) as client:
             reply = await client.post(f"{web_url}/api/webrtc/offer", json=offer)
         reply.raise_for_status()

@@ -1,7 +1,8 @@
 """``POST /api/webrtc/offer``: a WebRTC call with the avatar (``lipstream.webrtc``).
 
-The body is ``{"sdp", "type": "offer", "model"}`` (``model`` optional: ``demo`` when there is
-one, else the first model). The answer is ``{"sdp", "type": "answer", "peer_id", "model"}``.
+The body is ``{"sdp", "type": "offer", "model", "record"}`` (``model`` optional: ``demo`` when
+there is one, else the first model; ``record``: write the call to ``RECORDINGS_DIR``). The
+answer is ``{"sdp", "type": "answer", "peer_id", "model"}`` (and ``recording``, the file).
 Each call is a frame generator session of its own, opened by the web server on the client's
 behalf (with a session token when ``SESSION_SECRET`` is set), so ``MAX_SESSIONS`` counts it.
 """
@@ -39,7 +40,7 @@ class WebRTCOffers:
             request = json.loads(body)
         except ValueError:
             raise InvalidInput('the body must be JSON: {"sdp", "type": "offer", "model"}') from None
-        offer, model = parse_offer(request)
+        offer, model, record = parse_offer(request)
         package = await self.catalog.find(model or await self._default_model())
         stream = AvatarStream(
             self._frames_url(),
@@ -49,12 +50,16 @@ class WebRTCOffers:
             ssl=self._ssl(),
         )
         try:
-            peer, answer = await self.peers.offer(stream, offer)
+            record_dir = self.settings.recordings_dir if record else None
+            peer, answer = await self.peers.offer(stream, offer, record_dir)
         except InvalidInput:
             raise
         except LipstreamError as exc:
             raise ServiceUnavailable(f"no avatar session could be started: {exc}") from exc
-        return {"sdp": answer.sdp, "type": answer.type, "peer_id": peer.id, "model": package.name}
+        reply = {"sdp": answer.sdp, "type": answer.type, "peer_id": peer.id, "model": package.name}
+        if peer.recording_path is not None:
+            reply["recording"] = str(peer.recording_path)
+        return reply
 
     async def close(self) -> None:
         await self.peers.close()

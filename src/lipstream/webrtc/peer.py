@@ -23,6 +23,7 @@ import json
 import logging
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import av
@@ -37,7 +38,8 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.sdp import SessionDescription
 
 from lipstream.errors import InvalidInput, LipstreamError
-from lipstream.integrations.avatar_stream import AvatarStream
+from lipstream.integrations.avatar_stream import STREAM_RATE, AvatarStream
+from lipstream.recording import Recording
 from lipstream.webrtc.tracks import AvatarOutput
 
 log = logging.getLogger(__name__)
@@ -74,8 +76,9 @@ def parse_ice_servers(text: str) -> list[RTCIceServer]:
         ) from None
 
 
-def parse_offer(body: Any) -> tuple[RTCSessionDescription, str | None]:
-    """(the offer, the model asked for) of an offer request, or InvalidInput."""
+def parse_offer(body: Any) -> tuple[RTCSessionDescription, str | None, bool]:
+    """(the offer, the model asked for, whether to record) of an offer request, or
+    InvalidInput."""
     if not isinstance(body, dict):
         raise InvalidInput('expected a JSON object {"sdp": "...", "type": "offer", "model": ...}')
     sdp, kind, model = body.get("sdp"), body.get("type"), body.get("model")
@@ -85,6 +88,9 @@ def parse_offer(body: Any) -> tuple[RTCSessionDescription, str | None]:
         raise InvalidInput(f'"type" must be "offer", got {kind!r}')
     if model is not None and not isinstance(model, str):
         raise InvalidInput(f'"model" must be a model name, got {model!r}')
+    record = body.get("record", False)
+    if not isinstance(record, bool):
+        raise InvalidInput(f'"record" must be true or false, got {record!r}')
     try:
         media = SessionDescription.parse(sdp).media
     except Exception as exc:  # aiortc's parser asserts and indexes its way through
@@ -95,16 +101,26 @@ def parse_offer(body: Any) -> tuple[RTCSessionDescription, str | None]:
             "the offer must send audio (the voice) and receive video (the avatar), got "
             f"{', '.join(kinds) or 'no media'}"
         )
-    return RTCSessionDescription(sdp=sdp, type="offer"), model
+    return RTCSessionDescription(sdp=sdp, type="offer"), model, record
 
 
 class WebRTCPeer:
     """One client's call: its voice to a session, the avatar and the voice back."""
 
-    def __init__(self, stream: AvatarStream, ice_servers: list[RTCIceServer]) -> None:
+    def __init__(
+        self,
+        stream: AvatarStream,
+        ice_servers: list[RTCIceServer],
+        record_dir: Path | None = None,
+    ) -> None:
+        """``record_dir``: write the call, as sent, to ``record_dir/<id>.mp4``."""
         self.id = uuid.uuid4().hex
         self.stream = stream
-        self.output = AvatarOutput(stream)
+        self.recording_path = None if record_dir is None else record_dir / f"{self.id}.mp4"
+        recording = None
+        if self.recording_path is not None:
+            recording = Recording(self.recording_path, sample_rate=STREAM_RATE)
+        self.output = AvatarOutput(stream, recording)
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=ice_servers))
         self.closed = asyncio.Event()
         self._channel: RTCDataChannel | None = None
@@ -221,9 +237,9 @@ class WebRTCPeers:
         self._watchers: set[asyncio.Task[None]] = set()
 
     async def offer(
-        self, stream: AvatarStream, offer: RTCSessionDescription
+        self, stream: AvatarStream, offer: RTCSessionDescription, record_dir: Path | None = None
     ) -> tuple[WebRTCPeer, RTCSessionDescription]:
-        peer = WebRTCPeer(stream, self.ice_servers)
+        peer = WebRTCPeer(stream, self.ice_servers, record_dir)
         try:
             answer = await peer.answer(offer)
         except BaseException:

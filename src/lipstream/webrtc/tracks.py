@@ -32,6 +32,7 @@ from lipstream.integrations.avatar_stream import (
     AvatarFrame,
     AvatarStream,
 )
+from lipstream.recording import Recording
 
 FRAME_S = 0.04
 VIDEO_CLOCK = 90000
@@ -45,8 +46,10 @@ _HALF = FRAME_SAMPLES // 2  # audio goes out in 20 ms frames, as Opus wants them
 class AvatarOutput:
     """One peer's clock: the video and audio tracks it feeds, and what it has sent."""
 
-    def __init__(self, stream: AvatarStream) -> None:
+    def __init__(self, stream: AvatarStream, recording: Recording | None = None) -> None:
+        """``recording``: also write every tick's frame and audio there (``stop`` closes it)."""
         self.stream = stream
+        self.recording = recording
         self.video = AvatarTrack("video", self)
         self.audio = AvatarTrack("audio", self)
         self.ticks = 0
@@ -79,6 +82,9 @@ class AvatarOutput:
             self._task = None
         for track in (self.video, self.audio):
             track.stop()
+        if self.recording is not None:
+            recording, self.recording = self.recording, None
+            await asyncio.to_thread(recording.close)
 
     async def _run(self) -> None:
         started = time.monotonic()
@@ -105,6 +111,8 @@ class AvatarOutput:
             frame = self.stream.idle_frame()
         else:
             self.speaking_frames += 1
+        if self.recording is not None:
+            self.recording.add(frame.image, frame.audio)
         picture = av.VideoFrame.from_ndarray(frame.image, format="rgb24")
         picture.pts = k * VIDEO_CLOCK // 25
         picture.time_base = Fraction(1, VIDEO_CLOCK)
