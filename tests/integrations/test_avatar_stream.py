@@ -8,9 +8,10 @@ import socket
 import numpy as np
 import pytest
 
+from lipstream.audio.files import read_audio_file
 from lipstream.compositor import Compositor, decode_video
 from lipstream.errors import InvalidInput, LipstreamError
-from lipstream.integrations.avatar_stream import AvatarStream, web_url_for
+from lipstream.frames.client import STREAM_RATE, AvatarStream, UtteranceEnd, web_url_for
 from lipstream.model.package import load_package
 
 
@@ -74,3 +75,42 @@ def test_a_compositor_from_a_fetched_video_needs_the_mouths_bounds(demo_package)
     assert not np.array_equal(drawn, compositor.idle(0))
     with pytest.raises(ValueError, match="a package or the avatar's decoded video"):
         Compositor(None)
+
+
+def test_a_burst_beyond_the_servers_buffer_is_paced_and_utterances_end_in_order(
+    start_system, models_dir, speech_wav
+):
+    system = start_system(models_dir=models_dir, audio_buffer_size=1000)  # 1 s of audio at most
+    speech = read_audio_file(speech_wav, STREAM_RATE).samples  # 3 s, sent at once
+    errors: list[str] = []
+
+    async def speak() -> list:
+        async def refused(text: str) -> None:
+            errors.append(text)
+
+        stream = AvatarStream(system.websocket_url, web_url=system.web_url, on_error=refused)
+        await stream.start()
+        try:
+            await stream.push_audio(speech.tobytes(), STREAM_RATE)
+            await stream.end_of_speech()
+            await stream.push_audio(speech[: STREAM_RATE // 2].tobytes(), STREAM_RATE)
+            await stream.end_of_speech()  # a second utterance right behind the first
+            got: list = []
+            async with asyncio.timeout(60):
+                async for item in stream.items():
+                    got.append(item)
+                    if sum(isinstance(i, UtteranceEnd) for i in got) == 2:
+                        return got
+        finally:
+            await stream.close()
+        return got
+
+    got = asyncio.run(speak())
+    assert not errors  # nothing refused: the stream held what the server had no room for
+    ends = [i for i, item in enumerate(got) if isinstance(item, UtteranceEnd)]
+    first, second = got[: ends[0]], got[ends[0] + 1 : ends[1]]
+    assert len(first) == 75 and len(second) == 13  # ceil(2990 / 40) and ceil(500 / 40)
+    indices = [f.frame_index for f in first + second]
+    assert indices == list(range(indices[0], indices[0] + 88))
+    heard = np.concatenate([np.frombuffer(f.audio, "<i2") for f in first])[: len(speech)]
+    assert np.corrcoef(heard.astype(float), speech.astype(float))[0, 1] > 0.99  # its own voice

@@ -13,7 +13,7 @@ from livekit import rtc
 from livekit.agents.voice.avatar import AudioSegmentEnd, VideoGenerator
 
 from lipstream.audio.files import read_audio_file
-from lipstream.integrations.avatar_stream import AvatarStream
+from lipstream.frames.client import AvatarStream
 from lipstream.integrations.livekit import LipstreamVideoGenerator
 
 AGENT_RATE = 48000  # an agent's TTS at its own rate, stereo: the generator mixes and resamples

@@ -26,7 +26,7 @@ from pipecat.workers.runner import WorkerRunner
 
 from lipstream.audio.files import read_audio_file
 from lipstream.compositor import Compositor, FrameCache
-from lipstream.integrations.avatar_stream import STREAM_RATE
+from lipstream.frames.client import STREAM_RATE
 from lipstream.integrations.pipecat import LipstreamVideoService
 from lipstream.model.package import load_package
 

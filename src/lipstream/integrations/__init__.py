@@ -1,5 +1,6 @@
 """lipstream as the face of voice-agent frameworks (docs/voice-agents.md).
 
-``avatar_stream`` is the framework-free client: speech in, whole frames paired with their
-audio out. ``pipecat`` adapts it to Pipecat (``pip install 'lipstream[pipecat]'``).
+``pipecat`` (``pip install 'lipstream[pipecat]'``) and ``livekit`` (``lipstream[livekit]``)
+adapt the frame generator's client, ``lipstream.frames.client.AvatarStream``, to each
+framework; ``record_session`` is ``lipstream record``.
 """

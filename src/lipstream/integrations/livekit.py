@@ -34,7 +34,7 @@ from livekit.agents.voice.avatar import (
     VideoGenerator,
 )
 
-from lipstream.integrations.avatar_stream import (
+from lipstream.frames.client import (
     FRAME_SAMPLES,
     STREAM_RATE,
     AvatarFrame,

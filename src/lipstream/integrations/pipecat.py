@@ -40,7 +40,7 @@ from pipecat.frames.frames import (
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
 from lipstream.errors import LipstreamError
-from lipstream.integrations.avatar_stream import (
+from lipstream.frames.client import (
     STREAM_RATE,
     AvatarFrame,
     AvatarStream,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from lipstream.audio.files import read_audio_file
 from lipstream.errors import InvalidInput, LipstreamError
-from lipstream.integrations.avatar_stream import (
+from lipstream.frames.client import (
     FRAME_SAMPLES,
     STREAM_RATE,
     AvatarFrame,

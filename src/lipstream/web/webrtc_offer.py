@@ -15,7 +15,7 @@ from typing import Any
 
 from lipstream.access.session_tokens import SessionTokens
 from lipstream.errors import InvalidInput, LipstreamError, ServiceUnavailable
-from lipstream.integrations.avatar_stream import AvatarStream
+from lipstream.frames.client import AvatarStream
 from lipstream.settings import Settings
 from lipstream.web.catalog import ModelCatalog
 from lipstream.webrtc.peer import WebRTCPeers, parse_ice_servers, parse_offer

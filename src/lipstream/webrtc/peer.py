@@ -38,7 +38,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.sdp import SessionDescription
 
 from lipstream.errors import InvalidInput, LipstreamError
-from lipstream.integrations.avatar_stream import STREAM_RATE, AvatarStream
+from lipstream.frames.client import STREAM_RATE, AvatarStream
 from lipstream.recording import Recording
 from lipstream.webrtc.tracks import AvatarOutput
 

@@ -26,7 +26,7 @@ import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from lipstream.errors import LipstreamError
-from lipstream.integrations.avatar_stream import (
+from lipstream.frames.client import (
     FRAME_SAMPLES,
     STREAM_RATE,
     AvatarFrame,

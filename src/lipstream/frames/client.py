@@ -11,6 +11,12 @@ avatar's own frames.
 
 The avatar's video comes from the web server (``/api/model-video/NAME``), or from a local
 models folder when one is given.
+
+The stream keeps the server's audio buffer from overflowing: it sends the speech at most
+``AHEAD_FRACTION`` of the session's ``audio_buffer_size_ms`` ahead of the frames taken, and
+holds the rest until frames are taken. A TTS that speaks much faster than real time, or a
+consumer that plays at real time, never gets audio refused (``audio_buffer_full``), and the
+frames waiting here stay bounded.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import contextlib
 import json
 import logging
 import tempfile
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +38,7 @@ import httpx
 import numpy as np
 import soxr
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import WebSocketException
 
 from lipstream.compositor import Compositor, decode_video
 from lipstream.errors import InvalidInput, LipstreamError
@@ -45,6 +53,10 @@ STREAM_RATE = 24000
 FRAME_SAMPLES = STREAM_RATE // 25
 """Samples of audio per frame (40 ms)."""
 DEFAULT_WEB_PORT = 3000
+AHEAD_FRACTION = 0.6
+"""Share of the server's audio buffer the stream fills at most (see above)."""
+_END = object()  # an end of speech waiting among the held audio
+_OWN_MESSAGES = ("audio_chunk", "configure", "set_model", "end_of_speech", "interrupt")
 
 ErrorHandler = Callable[[str], Awaitable[None]]
 MessageHandler = Callable[[dict[str, Any]], Awaitable[None]]
@@ -97,13 +109,15 @@ class AvatarStream:
         on_error: ErrorHandler | None = None,
         on_message: MessageHandler | None = None,
         ssl: Any = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         """``url``: the frame generator, ``ws://HOST:WEBSOCKET_PORT/`` (with ``?token=`` when
         the server wants session tokens). ``web_url``: where the avatar's video is served
         (default: the same host on port 3000); ``models_dir``: read the video from this local
         models folder instead. ``scale`` resizes the frames; ``blend`` feathers the mouth's
         edge as the console does. ``on_error`` hears the server's ``error`` messages,
-        ``on_message`` every JSON message it sends. ``ssl``: an SSLContext for wss://."""
+        ``on_message`` every JSON message it sends. ``ssl``: an SSLContext for wss://;
+        ``headers``: extra HTTP headers of the WebSocket handshake."""
         self.url = url
         self.model = model
         self.web_url = web_url or web_url_for(url)
@@ -114,19 +128,29 @@ class AvatarStream:
         self.on_error = on_error
         self.on_message = on_message
         self.ssl = ssl
+        self.headers = headers
         self.compositor: Compositor | None = None
         self.pipeline_latency_ms: float | None = None
         self._ws: ClientConnection | None = None
-        self._reader: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self._out: asyncio.Queue[AvatarFrame | UtteranceEnd | None] = asyncio.Queue()
         self._replies: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._asking = asyncio.Lock()
         self._resampler: tuple[int, soxr.ResampleStream] | None = None
-        self._audio = bytearray()  # what was sent of the timeline from frame _base on
-        self._base: int | None = 0
+        # the timeline, in samples at STREAM_RATE: what was sent, from where on it is kept
+        # (``_audio``, for the frames still to come), and up to where frames were taken
+        self._sent = 0
+        self._audio = bytearray()
+        self._audio_start = 0
+        self._taken = 0
+        self._ahead = int(AHEAD_FRACTION * 3.0 * STREAM_RATE)  # until `configured` says
+        self._held: deque[np.ndarray | object] = deque()  # audio and ends not yet sent
+        self._wake = asyncio.Event()
         self._pending_interrupts = 0
         self._epoch = 0
-        self._utterance_end: int | None = None
+        self._utterance_ends: deque[int] = deque()  # each one's last frame index
         self._idle_position = 0
+        self._closed = False
 
     # ---------------------------------------------------------------------------------------
     # the session
@@ -135,37 +159,52 @@ class AvatarStream:
         """Connect, choose the model and load the avatar's video. Raises LipstreamError."""
         try:
             self._ws = await connect(
-                self.url, max_size=None, open_timeout=self.open_timeout, ssl=self.ssl
+                self.url,
+                max_size=None,
+                open_timeout=self.open_timeout,
+                ssl=self.ssl,
+                additional_headers=self.headers,
             )
         except (OSError, TimeoutError) as exc:
             raise LipstreamError(f"cannot reach the frame generator at {self.url}: {exc}") from exc
         except Exception as exc:  # websockets' handshake refusals (401, 503, ...)
             raise LipstreamError(f"the frame generator at {self.url} refused: {exc}") from exc
-        self._reader = asyncio.create_task(self._read(self._ws))
+        self._tasks = [
+            asyncio.create_task(self._read(self._ws)),
+            asyncio.create_task(self._send_held()),
+        ]
         configure = {"push_frames": True, "binary_frames": True, "audio_sample_rate": STREAM_RATE}
-        await self._ask({"type": "configure", **configure}, "configured")
+        configured = await self._ask({"type": "configure", **configure}, "configured")
+        buffer_ms = float(configured.get("audio_buffer_size_ms", 3000.0))
+        self._ahead = max(2 * FRAME_SAMPLES, int(AHEAD_FRACTION * buffer_ms * STREAM_RATE / 1000))
         await self.set_model(self.model)
 
     async def set_model(self, name: str) -> None:
         """Speak with model ``name`` from now on (its avatar video is loaded first)."""
-        changed = await self._ask({"type": "set_model", "model_name": name}, "model_changed")
-        compositor = await asyncio.to_thread(self._load_avatar, name, int(changed["frame_count"]))
-        self.model, self.compositor = name, compositor
-        self.pipeline_latency_ms = changed.get("pipeline_latency_ms")
-        self._idle_position = 0
+        async with self._asking:  # one change at a time: the last one asked wins
+            changed = await self._ask({"type": "set_model", "model_name": name}, "model_changed")
+            frame_count = int(changed["frame_count"])
+            compositor = await asyncio.to_thread(self._load_avatar, name, frame_count)
+            self.model, self.compositor = name, compositor
+            self.pipeline_latency_ms = changed.get("pipeline_latency_ms")
 
     async def send(self, message: dict[str, Any]) -> None:
-        """Send the session a JSON message of the frame protocol (``get_stats``, ...)."""
+        """Send the session another JSON message of the frame protocol (``get_stats``,
+        ``ping``); audio, ends, interruptions and models go through their own methods."""
+        if message.get("type") in _OWN_MESSAGES:
+            raise InvalidInput(f"send {message.get('type')!r} with the stream's own method")
         await self._send(message)
 
     async def close(self) -> None:
+        self._closed = True
         if self._ws is not None:
-            await self._ws.close()
-        if self._reader is not None:
-            self._reader.cancel()
+            with contextlib.suppress(Exception):
+                await self._ws.close()
+        for task in self._tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._reader
-        self._ws = self._reader = None
+                await task
+        self._ws, self._tasks = None, []
 
     async def push_audio(self, pcm: bytes, sample_rate: int, channels: int = 1) -> None:
         """Queue the agent's speech: PCM16 little-endian, ``channels`` interleaved."""
@@ -173,21 +212,22 @@ class AvatarStream:
             raise InvalidInput(
                 f"audio must be whole PCM16 samples of {channels} channel(s), got {len(pcm)} bytes"
             )
+        self._connection()
         samples = np.frombuffer(pcm, dtype="<i2")
         if channels > 1:
             samples = samples.reshape(-1, channels).mean(axis=1).astype(np.int16)
         if self._resampler is None or self._resampler[0] != sample_rate:
-            await self._flush_resampler()
+            self._flush_resampler()
             stream = soxr.ResampleStream(sample_rate, STREAM_RATE, 1, dtype="int16")
             self._resampler = (sample_rate, stream)
-        await self._send_audio(self._resampler[1].resample_chunk(samples))
+        self._hold(self._resampler[1].resample_chunk(samples))
 
     async def end_of_speech(self) -> None:
         """The utterance is over: its last frames come, then an ``UtteranceEnd``."""
-        await self._flush_resampler()
-        padding = -len(self._audio) // 2 % FRAME_SAMPLES  # the server rounds up to a frame
-        self._audio.extend(bytes(2 * padding))
-        await self._send({"type": "end_of_speech"})
+        self._connection()
+        self._flush_resampler()
+        self._held.append(_END)
+        self._wake.set()
 
     @property
     def epoch(self) -> int:
@@ -197,11 +237,11 @@ class AvatarStream:
     async def interrupt(self) -> None:
         """Barge-in: queued speech and every frame not yet given are dropped at once."""
         self._epoch += 1
-        self._pending_interrupts += 1
+        self._pending_interrupts += 1  # until `interrupted` says where the timeline goes on
         self._resampler = None
+        self._held.clear()
         self._audio.clear()
-        self._base = None  # until the server says where the next audio starts
-        self._utterance_end = None
+        self._utterance_ends.clear()
         while not self._out.empty():
             item = self._out.get_nowait()
             if item is None:  # the connection ended: keep saying so
@@ -213,7 +253,8 @@ class AvatarStream:
         """Speaking frames in timeline order, and the end of each utterance; ends when the
         connection does."""
         while (item := await self._out.get()) is not None:
-            yield item
+            yield self._took(item)
+        self._out.put_nowait(None)
 
     def poll(self) -> AvatarFrame | UtteranceEnd | None:
         """The next speaking frame or utterance end if one is ready, else None. Raises
@@ -222,10 +263,7 @@ class AvatarStream:
             item = self._out.get_nowait()
         except asyncio.QueueEmpty:
             return None
-        if item is None:
-            self._out.put_nowait(None)
-            raise LipstreamError("the frame generator closed the session")
-        return item
+        return self._took(item)
 
     async def get(self, timeout: float) -> AvatarFrame | UtteranceEnd | None:
         """The next speaking frame or utterance end, or None when none came within
@@ -237,13 +275,10 @@ class AvatarStream:
                 item = await asyncio.wait_for(self._out.get(), timeout)
             except TimeoutError:
                 return None
-        if item is None:
-            self._out.put_nowait(None)
-            raise LipstreamError("the frame generator closed the session")
-        return item
+        return self._took(item)
 
     def idle_frame(self) -> AvatarFrame:
-        """The avatar's next own frame, played ping-pong."""
+        """The avatar's next own frame, played ping-pong on from the last speaking one."""
         if self.compositor is None:
             raise RuntimeError("start() the stream first")
         frame_id = pingpong_frame_id(self._idle_position, self.compositor.frame_count)
@@ -252,7 +287,7 @@ class AvatarStream:
         return AvatarFrame(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), b"", frame_id)
 
     # ---------------------------------------------------------------------------------------
-    # inside
+    # inside: the avatar, sending, receiving
 
     def _load_avatar(self, model: str, frame_count: int) -> Compositor:
         if self.models_dir is not None:
@@ -260,7 +295,7 @@ class AvatarStream:
             return Compositor(package, scale=self.scale, blend=self.blend)
         url = f"{self.web_url}/api/model-video/{model}"
         try:
-            answer = httpx.get(url, timeout=60, verify=True)
+            answer = httpx.get(url, timeout=60, verify=self.ssl if self.ssl else True)
             answer.raise_for_status()
         except httpx.HTTPError as exc:
             raise LipstreamError(f"cannot fetch the avatar's video from {url}: {exc}") from exc
@@ -272,23 +307,73 @@ class AvatarStream:
             raise LipstreamError(f"{url} holds {len(video.frames)} frames, the model {frame_count}")
         return Compositor(None, video=video, blend=self.blend, name=model)
 
-    async def _flush_resampler(self) -> None:
+    def _took(self, item: AvatarFrame | UtteranceEnd | None) -> AvatarFrame | UtteranceEnd:
+        """A frame leaves the stream: room for more audio, and idle frames go on from it."""
+        if item is None:
+            self._out.put_nowait(None)
+            raise LipstreamError("the frame generator closed the session")
+        if isinstance(item, AvatarFrame) and item.frame_index is not None:
+            self._taken = max(self._taken, (item.frame_index + 1) * FRAME_SAMPLES)
+            self._idle_position = item.frame_index + 1  # the server's frames are ping-pong too
+            self._wake.set()
+        return item
+
+    def _flush_resampler(self) -> None:
         if self._resampler is not None:
             tail = self._resampler[1].resample_chunk(np.zeros(0, np.int16), last=True)
             self._resampler = None
-            await self._send_audio(tail)
+            self._hold(tail)
 
-    async def _send_audio(self, samples: np.ndarray) -> None:
+    def _hold(self, samples: np.ndarray) -> None:
         if len(samples):
-            data = samples.astype("<i2").tobytes()
-            self._audio.extend(data)
-            await self._connection().send(data)
+            self._held.append(samples.astype("<i2"))
+            self._wake.set()
+
+    async def _send_held(self) -> None:
+        """The one sender of audio and ends: as much as the server's buffer has room for."""
+        try:
+            await self._send_held_forever()
+        except LipstreamError as exc:  # the reader sees the connection end too, and says so
+            log.info("stopped sending: %s", exc)
+
+    async def _send_held_forever(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._held and not self._pending_interrupts:
+                item = self._held[0]
+                if item is _END:
+                    self._held.popleft()
+                    padding = -self._sent % FRAME_SAMPLES  # the server rounds up to a frame
+                    self._sent += padding
+                    self._audio.extend(bytes(2 * padding))
+                    await self._send({"type": "end_of_speech"})
+                    continue
+                assert isinstance(item, np.ndarray)
+                room = self._ahead - (self._sent - self._taken)
+                if room <= 0:
+                    break  # until frames are taken
+                part = item[:room]
+                if len(part) == len(item):
+                    self._held.popleft()
+                else:
+                    self._held[0] = item[room:]
+                data = part.tobytes()
+                self._sent += len(part)
+                self._audio.extend(data)
+                await self._connection_send(data)
 
     async def _send(self, message: dict[str, Any]) -> None:
-        await self._connection().send(json.dumps(message))
+        await self._connection_send(json.dumps(message))
+
+    async def _connection_send(self, data: str | bytes) -> None:
+        try:
+            await self._connection().send(data)
+        except WebSocketException as exc:
+            raise LipstreamError(f"the frame generator closed the session: {exc}") from exc
 
     def _connection(self) -> ClientConnection:
-        if self._ws is None:
+        if self._ws is None or self._closed:
             raise LipstreamError("the avatar stream is not connected: start() it first")
         return self._ws
 
@@ -300,6 +385,9 @@ class AvatarStream:
             return await asyncio.wait_for(future, self.open_timeout)
         except TimeoutError:
             raise LipstreamError(f"the frame generator did not answer {message['type']}") from None
+        finally:
+            if self._replies.get(reply) is future:
+                del self._replies[reply]
 
     async def _read(self, ws: ClientConnection) -> None:
         try:
@@ -312,10 +400,13 @@ class AvatarStream:
         except Exception as exc:  # a lost connection ends the stream; say why
             log.warning("the frame generator connection ended: %s", exc)
         finally:
+            self._closed = True
             for future in self._replies.values():
                 if not future.done():
                     future.set_exception(LipstreamError("the frame generator closed the session"))
             self._out.put_nowait(None)
+            with contextlib.suppress(Exception):
+                await ws.close()
 
     async def _on_message(self, message: dict[str, Any]) -> None:
         kind = message.get("type")
@@ -331,46 +422,48 @@ class AvatarStream:
                 log.warning("frame generator error %s", text)
         elif kind == "interrupted":
             self._pending_interrupts -= 1
-            if self._pending_interrupts == 0:
-                self._base = int(message["next_frame_index"])
+            if self._pending_interrupts == 0:  # the timeline goes on from here
+                self._sent = self._taken = int(message["next_frame_index"]) * FRAME_SAMPLES
+                self._audio_start = self._sent
+                self._audio.clear()
+                self._wake.set()
         elif kind == "speech_ended" and self._pending_interrupts == 0:
-            last = int(message["next_frame_index"]) - 1
-            if int(message["frames"]) == 0:
-                self._out.put_nowait(UtteranceEnd(last + 1))
+            if int(message["frames"]) == 0:  # its frames all came before this answer
+                self._out.put_nowait(UtteranceEnd(int(message["next_frame_index"])))
             else:
-                self._utterance_end = last
+                self._utterance_ends.append(int(message["next_frame_index"]) - 1)
         if future is not None and not future.done():
             future.set_result(message)
         if self.on_message is not None:
             await self.on_message(message)
 
     async def _on_frame(self, header: dict[str, Any], jpeg: bytes) -> None:
-        if self._pending_interrupts or self._base is None or self.compositor is None:
+        if self._pending_interrupts or self.compositor is None:
             return  # made before an interruption, or before the avatar was loaded
-        if header.get("model_name", self.model) != self.compositor.name:
-            return  # drawn for the avatar before a set_model
         index = int(header["frame_index"])
-        epoch = self._epoch
-        image = await asyncio.to_thread(self._compose, header, jpeg)
-        if epoch != self._epoch:
-            return  # interrupted while compositing
-        offset = (index - self._base) * FRAME_SAMPLES * 2
-        if offset < 0:
-            return
-        audio = bytes(self._audio[offset : offset + FRAME_SAMPLES * 2])
-        audio += bytes(FRAME_SAMPLES * 2 - len(audio))  # the silence after end_of_speech
-        del self._audio[: offset + FRAME_SAMPLES * 2]
-        self._base = index + 1
-        frame = AvatarFrame(image, audio, int(header["frame_id"]), index, True, epoch)
-        self._out.put_nowait(frame)
-        if self._utterance_end is not None and index >= self._utterance_end:
-            self._utterance_end = None
-            self._out.put_nowait(UtteranceEnd(index + 1))
+        start = index * FRAME_SAMPLES - self._audio_start
+        if start < 0:
+            return  # before the timeline this stream keeps
+        audio = bytes(self._audio[2 * start : 2 * (start + FRAME_SAMPLES)])
+        audio += bytes(2 * FRAME_SAMPLES - len(audio))  # the silence after end_of_speech
+        del self._audio[: 2 * (start + FRAME_SAMPLES)]
+        self._audio_start = (index + 1) * FRAME_SAMPLES
+        epoch, compositor = self._epoch, self.compositor
+        if header.get("model_name", self.model) == compositor.name:  # else: before a set_model
+            try:
+                image = await asyncio.to_thread(self._compose, compositor, header, jpeg)
+            except Exception as exc:  # one bad frame costs that frame, not the stream
+                log.warning("frame %d could not be composited: %s", index, exc)
+            else:
+                if epoch == self._epoch:  # not interrupted while compositing
+                    frame = AvatarFrame(image, audio, int(header["frame_id"]), index, True, epoch)
+                    self._out.put_nowait(frame)
+        while self._utterance_ends and index >= self._utterance_ends[0]:
+            self._out.put_nowait(UtteranceEnd(self._utterance_ends.popleft() + 1))
 
-    def _compose(self, header: dict[str, Any], jpeg: bytes) -> np.ndarray:
-        assert self.compositor is not None
-        bounds = header.get("bounds")
-        frame = self.compositor.compose(int(header["frame_id"]), jpeg, bounds)
+    @staticmethod
+    def _compose(compositor: Compositor, header: dict[str, Any], jpeg: bytes) -> np.ndarray:
+        frame = compositor.compose(int(header["frame_id"]), jpeg, header.get("bounds"))
         return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
 
 
