@@ -23,6 +23,7 @@ import numpy as np
 from aiortc.codecs import get_encoder
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
+from lipstream.audio.pcm import av_frame
 from lipstream.compositor import Compositor, FrameCache
 from lipstream.errors import InvalidInput
 from lipstream.model.package import load_package
@@ -62,12 +63,9 @@ def bench_webrtc(package_dir: Path, codecs: list[str], seconds: float) -> list[d
             picture.pts, picture.time_base = k * 3600, Fraction(1, 90000)
             video.encode(picture)
             for half in range(2):
-                sound = av.AudioFrame.from_ndarray(
-                    voice[None, half * 480 : (half + 1) * 480], format="s16", layout="mono"
+                opus.encode(
+                    av_frame(voice[half * 480 : (half + 1) * 480], 24000, k * 960 + half * 480)
                 )
-                sound.sample_rate, sound.pts = 24000, k * 960 + half * 480
-                sound.time_base = Fraction(1, 24000)
-                opus.encode(sound)
             if deadline is not None:
                 wall.append(1000 * (time.perf_counter() - started))
                 count += 1

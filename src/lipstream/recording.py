@@ -13,17 +13,17 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 
+from lipstream.audio.pcm import av_frame
+from lipstream.audio.timeline import FPS
 from lipstream.errors import InvalidInput
 
 log = logging.getLogger(__name__)
 
-FPS = 25
 DEFAULT_QUEUE_FRAMES = 125  # 5 s of frames waiting for the encoder
 
 
@@ -143,11 +143,7 @@ class Recording:
         samples = np.zeros(self.frame_samples, np.int16)
         given = np.frombuffer(data, "<i2")
         samples[: len(given)] = given
-        frame = av.AudioFrame.from_ndarray(samples[None, :], format="s16", layout="mono")
-        frame.sample_rate = self.sample_rate
-        frame.pts = index * self.frame_samples
-        frame.time_base = Fraction(1, self.sample_rate)
-        fifo.write(frame)
+        fifo.write(av_frame(samples, self.sample_rate, index * self.frame_samples))
 
     def _encode_audio(self, container, sound, fifo: av.AudioFifo, *, final: bool) -> None:
         size = sound.codec_context.frame_size or 1024

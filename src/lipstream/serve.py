@@ -14,9 +14,7 @@ from typing import Any
 
 from lipstream.lifecycle import serve_until_signalled
 from lipstream.logs import announce, configure_logging
-from lipstream.settings import Settings, command_settings
-
-_ANY_ADDRESS = {"0.0.0.0", "::", ""}
+from lipstream.settings import Settings, command_settings, dial_host
 
 
 @dataclass
@@ -51,7 +49,7 @@ async def start_system(settings: Settings) -> RunningSystem:
 
     lipsync = await start_lipsync_server(settings)
     try:
-        dial = "127.0.0.1" if settings.host in _ANY_ADDRESS else settings.host
+        dial = dial_host(settings.host)
         settings = settings.model_copy(
             update={
                 "grpc_server_port": lipsync.port,

@@ -72,7 +72,7 @@ class Settings(BaseSettings):
     # ICE servers of WebRTC calls: JSON [{"urls", "username", "credential"}] or comma-separated
     # stun:/turn: URLs; none by default (no public STUN server is waited on)
     webrtc_ice_servers: str = ""
-    recordings_dir: Path = Path("recordings")  # where WebRTC calls asked to record are written
+    recordings_dir: Path | None = None  # set: WebRTC calls may ask to be recorded there
 
     # Production: metrics, session tokens, rate limits, TLS
     grpc_metrics_port: Annotated[int, _PORT] = 9091  # the lip-sync service's GET /metrics
@@ -206,3 +206,14 @@ def environment_file() -> str | None:
     if chosen:
         return chosen
     return ".env" if Path(".env").is_file() else None
+
+
+_WILDCARD_HOSTS = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}
+
+
+def dial_host(host: str) -> str:
+    """What a client on this machine dials for a service listening on ``host``: the loopback
+    for a wildcard address, an IPv6 address in brackets (ready for ``host:port``)."""
+    host = host.strip("[]")
+    host = _WILDCARD_HOSTS.get(host, host)
+    return f"[{host}]" if ":" in host else host

@@ -96,6 +96,7 @@ class ConsoleSystem:
             "MODELS_DIR": str(models_dir),
             "OPENAI_API_KEY": OPENAI_KEY,
             "OPENAI_BASE_URL": openai_url,
+            "RECORDINGS_DIR": str(workdir / "recordings"),
         }
         self.services: dict[str, Service] = {}
         for name in ("grpc", "frames", "web"):

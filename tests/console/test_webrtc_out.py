@@ -86,14 +86,15 @@ def recorded(path, timeout: float = 30.0) -> tuple[np.ndarray, np.ndarray]:
             time.sleep(0.2)
 
 
-async def run_call(speech_wav, seconds: float, during=None, record: bool = False) -> Call:
+async def run_call(speech_wav, frames: int, during=None, record: bool = False) -> Call:
+    """A call that lasts until ``frames`` video frames came (60 s at most)."""
     call = Call(voice(speech_wav))
     await call.start(WEB_URL, record=record)
     try:
-        started = time.monotonic()
         if during is not None:
             await during(call)
-        await asyncio.sleep(max(0.0, seconds - (time.monotonic() - started)))
+        enough = lambda: len(call.received.video) >= frames  # noqa: E731
+        await call.wait_for(enough, 60, f"{frames} video frames")
     finally:
         await call.close()
     return call
@@ -111,7 +112,7 @@ def first_voice_s(call: Call) -> float:
 def test_a_webrtc_call_gets_the_avatar_at_25_fps_in_sync_with_its_voice(
     console_system, network_loop, speech_wav
 ):
-    call = network_loop.run(run_call(speech_wav, 7.0, record=True), timeout=120)
+    call = network_loop.run(run_call(speech_wav, 175, record=True), timeout=120)
     assert call.answer["model"] == "demo" and call.answer["type"] == "answer"
     video = call.received.video
     steps = np.diff([pts for pts, _ in video])
@@ -132,7 +133,7 @@ def test_a_webrtc_call_gets_the_avatar_at_25_fps_in_sync_with_its_voice(
     assert np.median(speech) > np.median(silence) + 1.0  # and rests, closed, in silence
 
     # the call, recorded on the server as it was sent: the voice starts with the first mouth
-    frames, audio = recorded(console_system.workdir / call.answer["recording"])
+    frames, audio = recorded(console_system.workdir / "recordings" / call.answer["recording"])
     assert len(frames) >= len(video)
     first_frame = int(np.nonzero(frames > np.median(frames[:5]) + 2.0)[0][0])
     first_sound = int(np.nonzero(np.abs(audio) > 0.1)[0][0]) / 24000
@@ -143,16 +144,25 @@ def test_the_data_channel_interrupts_reports_and_switches_models(console_system,
     marks: dict[str, float] = {}
 
     async def during(call: Call) -> None:
-        await asyncio.sleep(2.5)  # speaking by now
-        call.send({"type": "get_stats"})
+        def speaking() -> bool:  # asks the server how many mouth frames it has sent
+            if call.channel.readyState == "open":
+                call.send({"type": "get_stats"})
+            stats = call.last("stats")
+            return bool(stats and stats["webrtc"]["speaking_frames"] > 25)
+
+        await call.wait_for(speaking, 60, "a second of mouth frames")
         marks["interrupt"] = time.monotonic()
         call.send({"type": "interrupt"})
         await asyncio.sleep(0.1)  # what the client said meanwhile is dropped, not played
         call.voice.stop_speaking()
-        await asyncio.sleep(1.5)
+        await call.wait_for(lambda: call.last("interrupted"), 30, "interrupted")
+        seen = len(call.received.video)
+        more = lambda: len(call.received.video) >= seen + 60  # noqa: E731
+        await call.wait_for(more, 30, "2.4 s of frames after the interruption")
         call.send({"type": "set_model", "model_name": "demo_b"})
+        await call.wait_for(lambda: call.last("model_changed"), 30, "model_changed")
 
-    call = network_loop.run(run_call(LONG_SPEECH_WAV, 6.0, during), timeout=120)
+    call = network_loop.run(run_call(LONG_SPEECH_WAV, 0, during), timeout=180)
     kinds = [m["type"] for m in call.received.messages]
     assert {"stats", "interrupted", "model_changed"} <= set(kinds), kinds
     stats = next(m for m in call.received.messages if m["type"] == "stats")
@@ -161,7 +171,8 @@ def test_the_data_channel_interrupts_reports_and_switches_models(console_system,
     changed = next(m for m in call.received.messages if m["type"] == "model_changed")
     assert changed["model_name"] == "demo_b"
 
-    settle = marks["interrupt"] + 0.3  # frames already on their way when it was sent
+    # frames sent before the server took the interruption may still arrive just after it
+    settle = call.last("interrupted")["_at"] + 0.5
     loud, mouth = envelopes(call)
     arrivals = list(zip(call.received.video, call.received.video_at, strict=True))
     before = [pts // 3600 for (pts, _), at in arrivals if at < marks["interrupt"]]
@@ -173,7 +184,8 @@ def test_the_data_channel_interrupts_reports_and_switches_models(console_system,
     assert np.median(mouth[after]) < np.median(speaking) - 1.0
     received = zip(call.received.audio, call.received.audio_at, strict=True)
     heard = [s for s, at in received if at > settle]
-    assert heard and max(np.abs(samples).max() for _, samples in heard) < 300  # no voice
+    # no voice (it peaks at 3000-9000 here); a few hundred is the codec's own tail
+    assert heard and max(np.abs(samples).max() for _, samples in heard) < 1000
 
 
 def test_the_consoles_server_video_mode_plays_the_avatar_the_server_sends(browser, console_system):

@@ -57,7 +57,7 @@ class Received:
     audio: list[tuple[int, np.ndarray]] = field(default_factory=list)  # (pts 48 kHz, mono)
     video_at: list[float] = field(default_factory=list)  # when each arrived (monotonic)
     audio_at: list[float] = field(default_factory=list)
-    messages: list[dict] = field(default_factory=list)
+    messages: list[dict] = field(default_factory=list)  # each with "_at", when it arrived
 
 
 class Call:
@@ -68,7 +68,10 @@ class Call:
         self.voice = VoiceTrack(voice)
         self.received = Received()
         self.channel = self.pc.createDataChannel("control")
-        self.channel.on("message", lambda m: self.received.messages.append(json.loads(m)))
+        self.channel.on(
+            "message",
+            lambda m: self.received.messages.append({**json.loads(m), "_at": time.monotonic()}),
+        )
         self._tasks: list[asyncio.Task] = []
         self.answer: dict = {}
 
@@ -92,6 +95,18 @@ class Call:
 
     def send(self, message: dict) -> None:
         self.channel.send(json.dumps(message))
+
+    async def wait_for(self, condition, timeout: float, what: str) -> None:
+        """Until ``condition()`` holds, or AssertionError after ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"waited {timeout} s for {what}")
+            await asyncio.sleep(0.05)
+
+    def last(self, kind: str) -> dict | None:
+        found = [m for m in self.received.messages if m["type"] == kind]
+        return found[-1] if found else None
 
     async def _keep(self, track: MediaStreamTrack) -> None:
         try:

@@ -60,6 +60,18 @@ def test_config_tells_the_console_where_everything_is(serve, make_settings, open
         "voice": "cedar",
     }
     assert isinstance(config["tts"]["available"], bool)
+    assert config["webrtc"] == {"offer_url": "/api/webrtc/offer", "ice_servers": []}
+
+
+def test_config_gives_browsers_the_webrtc_ice_servers(serve, make_settings):
+    turn = '[{"urls": "turn:turn.example:3478", "username": "u", "credential": "c"}]'
+    settings = make_settings(webrtc_ice_servers="stun:stun.example:3478")
+    config = httpx.get(f"{serve(settings).url}/api/config").json()
+    assert config["webrtc"]["ice_servers"] == [{"urls": "stun:stun.example:3478"}]
+    config = httpx.get(f"{serve(make_settings(webrtc_ice_servers=turn)).url}/api/config").json()
+    assert config["webrtc"]["ice_servers"] == [
+        {"urls": "turn:turn.example:3478", "username": "u", "credential": "c"}
+    ]
 
 
 def test_config_with_a_public_websocket_url_and_no_key(serve, make_settings):

@@ -27,7 +27,8 @@ def offer_sdp(*kinds: str) -> str:
 @pytest.mark.parametrize(
     ("body", "status", "says"),
     [
-        (b"not json", 400, "must be JSON"),
+        (b"not json", 400, "must be a JSON object"),
+        (b'{"sdp": "v=0\\r\\n", "type": "offer", "record": "yes"}', 400, '"record" must be'),
         (b'{"sdp": "hello", "type": "offer"}', 400, '"sdp" must be'),
         (b'{"sdp": "v=0\\r\\n", "type": "answer"}', 400, '"type" must be "offer"'),
         (b'{"sdp": "v=0\\r\\n", "type": "offer", "model": 5}', 400, '"model" must be'),
@@ -45,10 +46,13 @@ def test_an_offer_without_the_voice_or_the_video_or_for_no_model_is_refused(runn
         offer = {"sdp": offer_sdp(*kinds), "type": "offer", "model": "demo"}
         answer = httpx.post(f"{running_system.web_url}/api/webrtc/offer", json=offer, timeout=60)
         assert answer.status_code == 400
-        assert "must send audio (the voice) and receive video" in answer.text
+        assert "must have audio (the voice) and video" in answer.text
     offer = {"sdp": offer_sdp("audio", "video"), "type": "offer", "model": "nobody"}
     answer = httpx.post(f"{running_system.web_url}/api/webrtc/offer", json=offer, timeout=60)
     assert answer.status_code == 404 and "nobody" in answer.json()["error"]["message"]
+    offer = {"sdp": offer_sdp("audio", "video"), "type": "offer", "record": True}
+    answer = httpx.post(f"{running_system.web_url}/api/webrtc/offer", json=offer, timeout=60)
+    assert answer.status_code == 400 and "RECORDINGS_DIR is not set" in answer.text
 
 
 def test_ice_servers_are_read_from_json_or_urls_and_none_by_default():

@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
+from fractions import Fraction
 
+import av
 import numpy as np
 
 from lipstream.errors import InvalidInput
@@ -155,3 +157,14 @@ def as_float_samples(audio: AudioChunk | np.ndarray, what: str = "audio") -> np.
     raise InvalidInput(
         f"{what} must be int16 PCM or float32/float64 in [-1, 1], got dtype {samples.dtype}"
     )
+
+
+def av_frame(samples: np.ndarray, sample_rate: int, pts: int) -> av.AudioFrame:
+    """PCM16 mono ``samples`` as a PyAV frame starting at sample ``pts`` (for encoders)."""
+    frame = av.AudioFrame.from_ndarray(
+        np.ascontiguousarray(samples, dtype=np.int16)[None, :], format="s16", layout="mono"
+    )
+    frame.sample_rate = sample_rate
+    frame.pts = pts
+    frame.time_base = Fraction(1, sample_rate)
+    return frame

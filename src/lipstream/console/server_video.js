@@ -3,12 +3,13 @@
 // answers with the avatar composited into whole frames and the same voice, one synced pair of
 // tracks, which a <video> element plays. A data channel carries interrupt, set_model and stats.
 
-import { ApiError, offerCall } from './api.js';
+import { ApiError, fetchConfig, offerCall } from './api.js';
 
 const $ = (id) => document.getElementById(id);
 const video = $('avatar-video');
 const modelSelect = $('model-select');
 const state = { call: 'idle', model: null, stats: null, error: null, messages: [] };
+let iceServers = []; // WEBRTC_ICE_SERVERS, from GET /api/config
 let current = null; // {pc, channel, ctx, stream, statsTimer}
 
 function show(text, kind = 'info') {
@@ -56,7 +57,7 @@ function gathered(pc, timeoutMs = 5000) {
 async function startCall(track, extra = {}) {
   setCall('connecting');
   show('Calling the server…');
-  const pc = new RTCPeerConnection({ iceServers: [] });
+  const pc = new RTCPeerConnection({ iceServers });
   const channel = pc.createDataChannel('control');
   const remote = new MediaStream();
   current = { pc, channel, ...extra };
@@ -164,4 +165,9 @@ window.lipstream = {
   }),
 };
 
+fetchConfig()
+  .then((config) => {
+    iceServers = config.webrtc?.ice_servers ?? [];
+  })
+  .catch((err) => show(`Could not read the server's settings: ${err.message}`, 'error'));
 loadModels().catch((err) => show(`Could not list the models: ${err.message}`, 'error'));

@@ -40,6 +40,7 @@ import soxr
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
 
+from lipstream.audio.timeline import FPS
 from lipstream.compositor import Compositor, decode_video
 from lipstream.errors import InvalidInput, LipstreamError
 from lipstream.frames.protocol import parse_binary_frame
@@ -50,8 +51,9 @@ log = logging.getLogger(__name__)
 
 STREAM_RATE = 24000
 """The rate the agent's audio is sent at, and comes back at, paired with the frames."""
-FRAME_SAMPLES = STREAM_RATE // 25
+FRAME_SAMPLES = STREAM_RATE // FPS
 """Samples of audio per frame (40 ms)."""
+FRAME_S = 1 / FPS
 DEFAULT_WEB_PORT = 3000
 AHEAD_FRACTION = 0.6
 """Share of the server's audio buffer the stream fills at most (see above)."""

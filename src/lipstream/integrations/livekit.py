@@ -34,7 +34,9 @@ from livekit.agents.voice.avatar import (
     VideoGenerator,
 )
 
+from lipstream.audio.timeline import FPS
 from lipstream.frames.client import (
+    FRAME_S,
     FRAME_SAMPLES,
     STREAM_RATE,
     AvatarFrame,
@@ -43,9 +45,6 @@ from lipstream.frames.client import (
 )
 
 log = logging.getLogger(__name__)
-
-FPS = 25
-FRAME_S = 1 / FPS
 
 
 class LipstreamVideoGenerator(VideoGenerator):

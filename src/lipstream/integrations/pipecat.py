@@ -41,14 +41,13 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
 from lipstream.errors import LipstreamError
 from lipstream.frames.client import (
+    FRAME_S,
     STREAM_RATE,
     AvatarFrame,
     AvatarStream,
     UtteranceEnd,
 )
 from lipstream.recording import Recording
-
-FRAME_S = 0.04
 
 
 class LipstreamVideoService(FrameProcessor):
@@ -128,13 +127,18 @@ class LipstreamVideoService(FrameProcessor):
         ]
 
     async def _stop(self) -> None:
-        for task in self._tasks:
-            await self.cancel_task(task)
-        self._tasks = []
-        await self._stream.close()
-        if self._recording is not None:
-            recording, self._recording = self._recording, None
-            await asyncio.to_thread(recording.close)
+        try:
+            for task in self._tasks:
+                await self.cancel_task(task)
+            self._tasks = []
+            await self._stream.close()
+        finally:
+            if self._recording is not None:
+                recording, self._recording = self._recording, None
+                try:
+                    await asyncio.to_thread(recording.close)
+                except Exception as exc:  # the pipeline ends either way
+                    await self.push_error(f"lipstream: the recording failed: {exc}")
 
     async def _interrupt(self) -> None:
         self._speaking = False

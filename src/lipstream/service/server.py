@@ -41,7 +41,7 @@ from lipstream.service.inputs import FrameRequest, check_frames, decode_audio
 from lipstream.service.registry import ModelInfo, ModelRegistry, ServedModel
 from lipstream.service.stream_rpc import serve_stream
 from lipstream.service.stream_state import AudioMissing, StreamState
-from lipstream.settings import Settings
+from lipstream.settings import Settings, dial_host
 
 SERVICE_NAME = lipsync_pb2.DESCRIPTOR.services_by_name["LipSyncService"].full_name
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
@@ -309,12 +309,7 @@ class LipSyncServer:
     @property
     def address(self) -> str:
         """``host:port`` for a client on this machine to dial."""
-        host = self.host
-        if host in ("", "0.0.0.0", "::", "[::]"):  # listening everywhere: dial loopback
-            host = "127.0.0.1"
-        elif ":" in host and not host.startswith("["):
-            host = f"[{host}]"
-        return f"{host}:{self.port}"
+        return f"{dial_host(self.host)}:{self.port}"
 
     async def stop(self, grace: float | None = STOP_GRACE_S) -> None:
         """Report NOT_SERVING, let RPCs in flight finish for ``grace`` s, stop the worker."""

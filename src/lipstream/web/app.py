@@ -80,12 +80,14 @@ def create_app(settings: Settings, *, openai_timeout_s: float = DEFAULT_TIMEOUT_
     sessions = SessionTokens.from_settings(settings)
     webrtc = WebRTCOffers(settings, catalog, sessions)
 
-    async def limit(request: Request) -> None:
-        client = addresses.resolve(
+    def client_address(request: Request) -> str:
+        return addresses.resolve(
             request.client.host if request.client else None,
             request.headers.getlist("x-forwarded-for"),
         )
-        await limits.hit(request.url.path, client)
+
+    async def limit(request: Request) -> None:
+        await limits.hit(request.url.path, client_address(request))
 
     static_dir = console_dir(settings)
     console = ConsoleFiles(directory=static_dir, check_dir=False)
@@ -170,6 +172,7 @@ def create_app(settings: Settings, *, openai_timeout_s: float = DEFAULT_TIMEOUT_
                 },
                 "tts": {"available": speaker.available, "url": "/api/tts"},
                 "session": {"token_required": sessions is not None, "url": "/api/session"},
+                "webrtc": {"offer_url": "/api/webrtc/offer", "ice_servers": webrtc.ice_servers},
                 "models_url": "/api/models",
             }
         )
@@ -191,7 +194,8 @@ def create_app(settings: Settings, *, openai_timeout_s: float = DEFAULT_TIMEOUT_
     async def webrtc_offer(request: Request) -> Response:
         await limit(request)
         body = await _read_body(request, MAX_OFFER_BODY)
-        return JSONResponse(await webrtc.answer(body), headers={"Cache-Control": "no-store"})
+        answer = await webrtc.answer(body, client_address(request))
+        return JSONResponse(answer, headers={"Cache-Control": "no-store"})
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})

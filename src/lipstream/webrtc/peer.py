@@ -34,16 +34,19 @@ from aiortc import (
     RTCPeerConnection,
     RTCSessionDescription,
 )
+from aiortc.exceptions import InvalidAccessError, InvalidStateError, OperationError
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.sdp import SessionDescription
 
-from lipstream.errors import InvalidInput, LipstreamError
+from lipstream.errors import InvalidInput, LipstreamError, ServiceUnavailable
 from lipstream.frames.client import STREAM_RATE, AvatarStream
 from lipstream.recording import Recording
 from lipstream.webrtc.tracks import AvatarOutput
 
 log = logging.getLogger(__name__)
 
+CONNECT_TIMEOUT_S = 30.0
+"""A call whose client never connects (ICE found no path) is closed after this long."""
 INTERRUPT_DROP_S = 0.2
 """After an interruption, the client's audio is dropped this long: what it said before the
 interruption and what is still on its way (jitter buffers) is not turned into speech."""
@@ -76,21 +79,8 @@ def parse_ice_servers(text: str) -> list[RTCIceServer]:
         ) from None
 
 
-def parse_offer(body: Any) -> tuple[RTCSessionDescription, str | None, bool]:
-    """(the offer, the model asked for, whether to record) of an offer request, or
-    InvalidInput."""
-    if not isinstance(body, dict):
-        raise InvalidInput('expected a JSON object {"sdp": "...", "type": "offer", "model": ...}')
-    sdp, kind, model = body.get("sdp"), body.get("type"), body.get("model")
-    if not isinstance(sdp, str) or not sdp.startswith("v=0"):
-        raise InvalidInput('"sdp" must be the offer\'s session description (it starts "v=0")')
-    if kind != "offer":
-        raise InvalidInput(f'"type" must be "offer", got {kind!r}')
-    if model is not None and not isinstance(model, str):
-        raise InvalidInput(f'"model" must be a model name, got {model!r}')
-    record = body.get("record", False)
-    if not isinstance(record, bool):
-        raise InvalidInput(f'"record" must be true or false, got {record!r}')
+def check_offer(sdp: str) -> RTCSessionDescription:
+    """The offer, once its SDP reads and it has audio (the voice) and video (the avatar)."""
     try:
         media = SessionDescription.parse(sdp).media
     except Exception as exc:  # aiortc's parser asserts and indexes its way through
@@ -98,10 +88,10 @@ def parse_offer(body: Any) -> tuple[RTCSessionDescription, str | None, bool]:
     kinds = sorted({m.kind for m in media})  # a data channel adds "application"
     if not {"audio", "video"} <= set(kinds):
         raise InvalidInput(
-            "the offer must send audio (the voice) and receive video (the avatar), got "
+            "the offer must have audio (the voice) and video (the avatar), got "
             f"{', '.join(kinds) or 'no media'}"
         )
-    return RTCSessionDescription(sdp=sdp, type="offer"), model, record
+    return RTCSessionDescription(sdp=sdp, type="offer")
 
 
 class WebRTCPeer:
@@ -119,7 +109,10 @@ class WebRTCPeer:
         self.recording_path = None if record_dir is None else record_dir / f"{self.id}.mp4"
         recording = None
         if self.recording_path is not None:
-            recording = Recording(self.recording_path, sample_rate=STREAM_RATE)
+            try:
+                recording = Recording(self.recording_path, sample_rate=STREAM_RATE)
+            except OSError as exc:
+                raise ServiceUnavailable(f"the call cannot be recorded: {exc}") from exc
         self.output = AvatarOutput(stream, recording)
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=ice_servers))
         self.closed = asyncio.Event()
@@ -129,7 +122,8 @@ class WebRTCPeer:
         stream.on_message = self._forward
 
     async def answer(self, offer: RTCSessionDescription) -> RTCSessionDescription:
-        """Start the session and answer ``offer`` (which must send audio)."""
+        """Start the session and answer ``offer`` (see ``check_offer``). A call that is not
+        connected within ``CONNECT_TIMEOUT_S`` is closed."""
         await self.stream.start()
 
         @self.pc.on("track")
@@ -147,21 +141,35 @@ class WebRTCPeer:
             if self.pc.connectionState in ("failed", "closed"):
                 await self.close()
 
-        await self.pc.setRemoteDescription(offer)  # read by parse_offer already
-        self.pc.addTrack(self.output.audio)  # on the offer's own audio and video transceivers
-        self.pc.addTrack(self.output.video)
-        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        try:
+            await self.pc.setRemoteDescription(offer)
+            self.pc.addTrack(self.output.audio)  # on the offer's own audio and video
+            self.pc.addTrack(self.output.video)
+            await self.pc.setLocalDescription(await self.pc.createAnswer())
+        except (ValueError, InvalidStateError, InvalidAccessError, OperationError) as exc:
+            raise InvalidInput(f"the offer cannot be answered: {exc}") from exc
+        self._spawn(self._close_unless_connected())
         return self.pc.localDescription
+
+    async def _close_unless_connected(self) -> None:
+        await asyncio.sleep(CONNECT_TIMEOUT_S)
+        if self.pc.connectionState != "connected":
+            log.info("peer %s: not connected within %s s, closed", self.id, CONNECT_TIMEOUT_S)
+            await self.close()
 
     async def close(self) -> None:
         if self.closed.is_set():
             return
         self.closed.set()
+        current = asyncio.current_task()
         for task in list(self._tasks):
-            task.cancel()
-        await self.output.stop()
-        await self.pc.close()
-        await self.stream.close()
+            if task is not current:
+                task.cancel()
+        for step in (self.output.stop, self.pc.close, self.stream.close):
+            try:  # each part is closed, whatever the one before did
+                await step()
+            except Exception:
+                log.exception("peer %s: closing failed in %s", self.id, step.__qualname__)
 
     async def _listen(self, track: MediaStreamTrack) -> None:
         """The client's voice, as it comes, into the session."""

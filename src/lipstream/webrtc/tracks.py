@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections import deque
 from fractions import Fraction
@@ -25,8 +26,10 @@ import av
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from lipstream.audio.pcm import av_frame
 from lipstream.errors import LipstreamError
 from lipstream.frames.client import (
+    FRAME_S,
     FRAME_SAMPLES,
     STREAM_RATE,
     AvatarFrame,
@@ -34,7 +37,8 @@ from lipstream.frames.client import (
 )
 from lipstream.recording import Recording
 
-FRAME_S = 0.04
+log = logging.getLogger(__name__)
+
 VIDEO_CLOCK = 90000
 PREBUFFER_FRAMES = 2
 PREBUFFER_S = 0.08
@@ -68,23 +72,33 @@ class AvatarOutput:
             self._task = asyncio.create_task(self._run())
 
     def clear(self) -> None:
-        """Drop the frames waiting to be sent (an interruption), end the speech run."""
+        """An interruption: drop every frame not yet sent."""
+        self._end_run()
+        for track in (self.video, self.audio):
+            track.drain()
+
+    def _end_run(self) -> None:
         self._waiting.clear()
         self._running = False
         self._run_started_at = None
         self._empty_ticks = 0
 
     async def stop(self) -> None:
+        """Stop the clock and the tracks, and finish the recording (a failed recording is
+        logged: the call is over either way)."""
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
             self._task = None
         for track in (self.video, self.audio):
             track.stop()
         if self.recording is not None:
             recording, self.recording = self.recording, None
-            await asyncio.to_thread(recording.close)
+            try:
+                await asyncio.to_thread(recording.close)
+            except Exception as exc:
+                log.warning("the recording %s failed: %s", recording.path, exc)
 
     async def _run(self) -> None:
         started = time.monotonic()
@@ -105,7 +119,7 @@ class AvatarOutput:
                 self._waiting.append(item)
         if self._ending and not self._waiting:
             self._ending = False
-            self.clear()
+            self._end_run()
         frame = self._next_speaking()
         if frame is None:
             frame = self.stream.idle_frame()
@@ -121,20 +135,15 @@ class AvatarOutput:
         voice = np.frombuffer(frame.audio, "<i2")
         samples[: len(voice)] = voice
         for half in range(2):
-            sound = av.AudioFrame.from_ndarray(
-                samples[None, half * _HALF : (half + 1) * _HALF], format="s16", layout="mono"
-            )
-            sound.sample_rate = STREAM_RATE
-            sound.pts = k * FRAME_SAMPLES + half * _HALF
-            sound.time_base = Fraction(1, STREAM_RATE)
-            self.audio.put(sound)
+            part = samples[half * _HALF : (half + 1) * _HALF]
+            self.audio.put(av_frame(part, STREAM_RATE, k * FRAME_SAMPLES + half * _HALF))
 
     def _next_speaking(self) -> AvatarFrame | None:
         if not self._waiting:
             if self._running:
                 self._empty_ticks += 1
                 if self._empty_ticks > RUN_GAP_TICKS:
-                    self.clear()  # the run is over: the next one prebuffers again
+                    self._end_run()  # the run is over: the next one prebuffers again
                 else:
                     self.late_ticks += 1
             return None
@@ -166,6 +175,13 @@ class AvatarTrack(MediaStreamTrack):
             self._queue.get_nowait()
             self.dropped += 1
         self._queue.put_nowait(frame)
+
+    def drain(self) -> None:
+        """Drop what the sender has not taken yet."""
+        while not self._queue.empty():
+            if self._queue.get_nowait() is None:  # the end: keep it
+                self._queue.put_nowait(None)
+                break
 
     async def recv(self) -> av.VideoFrame | av.AudioFrame:
         if self.readyState != "live":
