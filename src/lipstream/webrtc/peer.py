@@ -114,6 +114,7 @@ class WebRTCPeer:
             except OSError as exc:
                 raise ServiceUnavailable(f"the call cannot be recorded: {exc}") from exc
         self.output = AvatarOutput(stream, recording)
+        self.output.on_end = lambda: self._spawn(self.close())
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=ice_servers))
         self.closed = asyncio.Event()
         self._channel: RTCDataChannel | None = None

@@ -20,6 +20,7 @@ import contextlib
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from fractions import Fraction
 
 import av
@@ -54,6 +55,7 @@ class AvatarOutput:
         """``recording``: also write every tick's frame and audio there (``stop`` closes it)."""
         self.stream = stream
         self.recording = recording
+        self.on_end: Callable[[], object] | None = None  # called when the session ends
         self.video = AvatarTrack("video", self)
         self.audio = AvatarTrack("audio", self)
         self.ticks = 0
@@ -107,9 +109,11 @@ class AvatarOutput:
                 self._tick(self.ticks)
                 self.ticks += 1
                 await asyncio.sleep(max(0.0, started + self.ticks * FRAME_S - time.monotonic()))
-        except LipstreamError:  # the frame generator closed the session
+        except LipstreamError:  # the frame generator closed the session: so ends the call
             for track in (self.video, self.audio):
                 track.stop()
+            if self.on_end is not None:
+                self.on_end()
 
     def _tick(self, k: int) -> None:
         while (item := self.stream.poll()) is not None:
