@@ -43,6 +43,7 @@ from lipstream.frames.client import (
     AvatarStream,
     UtteranceEnd,
 )
+from lipstream.integrations.stream_args import add_stream_arguments, stream_from_args
 
 log = logging.getLogger(__name__)
 
@@ -137,14 +138,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument("--livekit-url", required=True, help="wss://... of the LiveKit server")
     p.add_argument("--token", required=True, help="the avatar participant's access token")
-    p.add_argument("--url", default="ws://127.0.0.1:8080/", help="lipstream's frame generator")
-    p.add_argument("--model", default="demo", help="the avatar (default: demo)")
-    p.add_argument("--web-url", help="lipstream's web server (default: same host, port 3000)")
-    p.add_argument("--scale", type=float, default=1.0, help="resize the frames (default 1)")
+    add_stream_arguments(p)
     p.set_defaults(func=_cmd_livekit_avatar)
 
 
 def _cmd_livekit_avatar(args: argparse.Namespace) -> int:
-    stream = AvatarStream(args.url, args.model, web_url=args.web_url, scale=args.scale)
+    stream = stream_from_args(args)
     asyncio.run(run_avatar_worker(args.livekit_url, args.token, stream))
     return 0

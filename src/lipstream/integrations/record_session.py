@@ -22,6 +22,7 @@ from lipstream.frames.client import (
     AvatarFrame,
     AvatarStream,
 )
+from lipstream.integrations.stream_args import add_stream_arguments, stream_from_args
 from lipstream.recording import Recording
 
 
@@ -112,19 +113,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument("audio", type=Path, help="speech (wav, mp3, ogg, or any video with sound)")
     p.add_argument("out", type=Path, help="the .mp4 to write")
-    p.add_argument("--url", default="ws://127.0.0.1:8080/", help="the frame generator")
-    p.add_argument("--model", default="demo", help="the model to speak with (default: demo)")
-    p.add_argument("--web-url", help="the web server (default: the same host, port 3000)")
-    p.add_argument("--models-dir", type=Path, help="read the avatar's video here instead")
-    p.add_argument("--scale", type=float, default=1.0, help="resize the frames (default 1)")
+    add_stream_arguments(p)
     p.add_argument("--speed", type=float, default=1.0, help="times real time (default 1)")
     p.set_defaults(func=_cmd_record)
 
 
 def _cmd_record(args: argparse.Namespace) -> int:
-    stream = AvatarStream(
-        args.url, args.model, web_url=args.web_url, models_dir=args.models_dir, scale=args.scale
-    )
+    stream = stream_from_args(args)
     done = asyncio.run(record_speech(stream, args.audio, args.out, speed=args.speed))
     print(
         f"wrote {done.path}: {done.frames} frames ({done.frames / 25:.2f} s), "
