@@ -208,14 +208,21 @@ class AvatarStream:
                 await task
         self._ws, self._tasks = None, []
 
-    async def push_audio(self, pcm: bytes, sample_rate: int, channels: int = 1) -> None:
-        """Queue the agent's speech: PCM16 little-endian, ``channels`` interleaved."""
-        if channels < 1 or len(pcm) % (2 * channels):
+    async def push_audio(
+        self, pcm: bytes | np.ndarray, sample_rate: int, channels: int = 1
+    ) -> None:
+        """Queue the agent's speech: PCM16 little-endian bytes, or an int16 array, with
+        ``channels`` interleaved."""
+        if isinstance(pcm, np.ndarray):  # a decoder's packed frame, without a trip via bytes
+            samples, whole = pcm.reshape(-1), pcm.dtype == np.int16
+        else:
+            samples, whole = np.frombuffer(pcm, "<i2", len(pcm) // 2), len(pcm) % 2 == 0
+        if channels < 1 or not whole or len(samples) % channels:
             raise InvalidInput(
-                f"audio must be whole PCM16 samples of {channels} channel(s), got {len(pcm)} bytes"
+                f"audio must be whole PCM16 samples of {channels} channel(s), got "
+                f"{len(samples)} samples of {samples.dtype}{'' if whole else ' and a byte'}"
             )
         self._connection()
-        samples = np.frombuffer(pcm, dtype="<i2")
         if channels > 1:
             samples = samples.reshape(-1, channels).mean(axis=1).astype(np.int16)
         if self._resampler is None or self._resampler[0] != sample_rate:

@@ -179,9 +179,8 @@ class WebRTCPeer:
                 frame = await track.recv()
                 if not isinstance(frame, av.AudioFrame) or time.monotonic() < self._drop_until:
                     continue
-                channels = len(frame.layout.channels)
-                pcm = frame.to_ndarray().tobytes()  # packed s16 from aiortc's decoders
-                await self.stream.push_audio(pcm, frame.sample_rate, channels)
+                channels = len(frame.layout.channels)  # packed s16 from aiortc's decoders
+                await self.stream.push_audio(frame.to_ndarray(), frame.sample_rate, channels)
         except MediaStreamError:
             pass
         except LipstreamError as exc:
@@ -194,9 +193,8 @@ class WebRTCPeer:
             kind = request.get("type") if isinstance(request, dict) else None
             if kind == "interrupt":
                 self._drop_until = time.monotonic() + INTERRUPT_DROP_S
-                self.output.clear()
-                await self.stream.interrupt()
-                self.output.clear()
+                self.output.clear()  # then no tick can find a stale frame: the stream's
+                await self.stream.interrupt()  # epoch moves on before it awaits anything
             elif kind == "end_of_speech":
                 await self.stream.end_of_speech()
             elif kind == "set_model":
