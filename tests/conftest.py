@@ -79,6 +79,10 @@ class BackgroundSystem:
 
         from lipstream.settings import load_settings
 
+        # HEADER_TIMEOUT_S (10 s) also bounds the TLS and WebSocket handshakes: it guards a
+        # server against slow clients, while here the client shares a loaded machine with it.
+        # Tests of that deadline set their own.
+        overrides.setdefault("header_timeout_s", 60.0)
         self.settings = load_settings(
             None,
             host="127.0.0.1",
