@@ -79,6 +79,24 @@ def test_a_jpeg_mouth_and_explicit_bounds(package, cache):
     assert np.array_equal(out[:90], compositor.idle(0)[:90])
 
 
+def test_an_rgb_compositor_makes_the_same_frames_in_rgb(package, cache):
+    bgr = Compositor(package, cache=cache)
+    rgb = Compositor(package, cache=cache, order="RGB")
+    colour = np.zeros((320, 320, 3), np.uint8)
+    colour[..., 2] = 200  # red, in OpenCV's order
+    ok, jpeg = cv2.imencode(".jpg", colour)
+    assert ok
+    x0, y0, x1, y1 = (int(v) for v in package.bounds[5])
+
+    assert rgb.order == "RGB" and len(cache) == 2  # each order decoded once, then shared
+    assert np.array_equal(rgb.idle(5), bgr.idle(5)[..., ::-1])
+    speaking = rgb.compose(5, jpeg.tobytes())
+    assert speaking[(y0 + y1) // 2, (x0 + x1) // 2, 0] > 190  # red comes first in RGB
+    assert np.array_equal(speaking, bgr.compose(5, jpeg.tobytes())[..., ::-1])
+    with pytest.raises(InvalidInput, match="order must be one of BGR, RGB"):
+        Compositor(package, cache=FrameCache(), order="YUV")
+
+
 def test_a_scaled_compositor_scales_frames_and_boxes(package):
     small = Compositor(package, scale=0.5, cache=FrameCache())
     assert (small.width, small.height) == (256, 256)

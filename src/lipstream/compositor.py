@@ -36,6 +36,7 @@ from lipstream.video import read_video_frames
 
 FEATHER = 0.14  # width of the fade, as a fraction of the box's shorter side (as the console)
 DEFAULT_CACHE_BYTES = 2 * 1024**3  # decoded avatar videos kept at once, all packages together
+COLOR_ORDERS = ("BGR", "RGB")  # OpenCV's, and that of video and WebRTC libraries
 
 
 @lru_cache(maxsize=64)
@@ -56,10 +57,12 @@ def feather_mask(width: int, height: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class AvatarFrames:
-    """A package's video decoded: BGR uint8 [N, H, W, 3], read-only, at ``scale``."""
+    """A package's video decoded: uint8 [N, H, W, 3] in ``order`` ("BGR" or "RGB"),
+    read-only, at ``scale``."""
 
     frames: np.ndarray
     scale: float
+    order: str = "BGR"
 
     @property
     def width(self) -> int:
@@ -74,9 +77,11 @@ class AvatarFrames:
         return int(self.frames.nbytes)
 
 
-def decode_avatar_video(package: ModelPackage, scale: float = 1.0) -> AvatarFrames:
+def decode_avatar_video(
+    package: ModelPackage, scale: float = 1.0, order: str = "BGR"
+) -> AvatarFrames:
     """Every frame of ``package``'s video, resized by ``scale`` (0 < scale <= 4)."""
-    video = decode_video(package.video_path, scale, max_frames=package.frame_count)
+    video = decode_video(package.video_path, scale, max_frames=package.frame_count, order=order)
     if len(video.frames) != package.frame_count:
         raise PackageError(
             f"{package.video_path} holds {len(video.frames)} frames, "
@@ -85,11 +90,16 @@ def decode_avatar_video(package: ModelPackage, scale: float = 1.0) -> AvatarFram
     return video
 
 
-def decode_video(path: str | Path, scale: float = 1.0, max_frames: int = 100_000) -> AvatarFrames:
+def decode_video(
+    path: str | Path, scale: float = 1.0, max_frames: int = 100_000, order: str = "BGR"
+) -> AvatarFrames:
     """Every frame of the video file at ``path`` (an avatar's own video, for instance as a
-    client fetched it from the web server), resized by ``scale`` (0 < scale <= 4)."""
+    client fetched it from the web server), resized by ``scale`` (0 < scale <= 4), its
+    colours in ``order``: "BGR" (OpenCV's) or "RGB" (what video and WebRTC libraries take)."""
     if not 0 < scale <= 4:
         raise InvalidInput(f"scale must be in (0, 4], got {scale}")
+    if order not in COLOR_ORDERS:
+        raise InvalidInput(f"order must be one of {', '.join(COLOR_ORDERS)}, got {order!r}")
     frames: list[np.ndarray] = []
     for frame in read_video_frames(path):
         if len(frames) == max_frames:
@@ -99,12 +109,14 @@ def decode_video(path: str | Path, scale: float = 1.0, max_frames: int = 100_000
             size = (max(2, round(width * scale)), max(2, round(height * scale)))
             interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
             frame = cv2.resize(frame, size, interpolation=interpolation)
+        if order == "RGB":
+            frame = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
         frames.append(frame)
     if not frames:
         raise InvalidInput(f"{path} holds no video frames")
     stacked = np.stack(frames)
     stacked.flags.writeable = False
-    return AvatarFrames(stacked, scale)
+    return AvatarFrames(stacked, scale, order)
 
 
 class FrameCache:
@@ -117,12 +129,12 @@ class FrameCache:
 
     def __init__(self, max_bytes: int = DEFAULT_CACHE_BYTES) -> None:
         self.max_bytes = max_bytes
-        self._entries: OrderedDict[tuple[Path, float], AvatarFrames] = OrderedDict()
+        self._entries: OrderedDict[tuple[Path, float, str], AvatarFrames] = OrderedDict()
         self._lock = threading.Lock()
-        self._loading: dict[tuple[Path, float], threading.Lock] = {}
+        self._loading: dict[tuple[Path, float, str], threading.Lock] = {}
 
-    def get(self, package: ModelPackage, scale: float = 1.0) -> AvatarFrames:
-        key = (package.video_path, float(scale))
+    def get(self, package: ModelPackage, scale: float = 1.0, order: str = "BGR") -> AvatarFrames:
+        key = (package.video_path, float(scale), order)
         with self._lock:
             if key in self._entries:
                 self._entries.move_to_end(key)
@@ -133,7 +145,7 @@ class FrameCache:
                 if key in self._entries:
                     return self._entries[key]
             try:
-                frames = decode_avatar_video(package, scale)
+                frames = decode_avatar_video(package, scale, order)
             finally:
                 with self._lock:
                     self._loading.pop(key, None)
@@ -166,18 +178,26 @@ class Compositor:
         cache: FrameCache | None = None,
         video: AvatarFrames | None = None,
         name: str | None = None,
+        order: str = "BGR",
     ) -> None:
-        """``video``: frames decoded elsewhere (at their ``scale``) instead of the cache's.
-        Without a ``package`` (a client holding only the avatar's video), ``video`` is needed
-        and every ``compose`` with a mouth needs its ``bounds``."""
+        """``video``: frames decoded elsewhere (at their ``scale``, in their colour order)
+        instead of the cache's. Without a ``package`` (a client holding only the avatar's
+        video), ``video`` is needed and every ``compose`` with a mouth needs its ``bounds``.
+        ``order``: the colour order of the frames made, "BGR" or "RGB" (with a ``video``, its
+        own)."""
         self.package = package
         self.blend = blend
         self.name = name or (package.name if package is not None else "avatar")
         if video is None:
             if package is None:
                 raise ValueError("a compositor needs a package or the avatar's decoded video")
-            video = (SHARED_FRAMES if cache is None else cache).get(package, scale)
+            video = (SHARED_FRAMES if cache is None else cache).get(package, scale, order)
         self._video = video
+
+    @property
+    def order(self) -> str:
+        """The colour order of every frame made, and of a mouth given as an array."""
+        return self._video.order
 
     @property
     def frame_count(self) -> int:
@@ -201,13 +221,13 @@ class Compositor:
         mouth: np.ndarray | bytes | None,
         bounds: tuple[float, float, float, float] | None = None,
     ) -> np.ndarray:
-        """Frame ``frame_id`` with ``mouth`` (BGR uint8 [320, 320, 3], or its JPEG) resized
-        into ``bounds`` (video pixels; default: the package's box for the frame). A new array;
-        ``mouth=None`` gives the idle frame itself."""
+        """Frame ``frame_id`` with ``mouth`` (uint8 [320, 320, 3] in ``order``, or its JPEG)
+        resized into ``bounds`` (video pixels; default: the package's box for the frame). A new
+        array; ``mouth=None`` gives the idle frame itself."""
         frame = self.idle(frame_id)
         if mouth is None:
             return frame
-        image = decode_mouth(mouth)
+        image = decode_mouth(mouth, self.order)
         if bounds is None:
             if self.package is None:
                 raise InvalidInput("a mouth needs its bounds: this compositor has no package")
@@ -257,11 +277,12 @@ class Compositor:
         return x0, y0, x1, y1
 
 
-def decode_mouth(mouth: np.ndarray | bytes) -> np.ndarray:
-    """A mouth as BGR uint8 [320, 320, 3], from the array itself or its JPEG."""
+def decode_mouth(mouth: np.ndarray | bytes, order: str = "BGR") -> np.ndarray:
+    """A mouth as uint8 [320, 320, 3] in colour ``order``, from the array itself (taken to be
+    in that order) or its JPEG."""
     if isinstance(mouth, bytes | bytearray | memoryview):
         try:
-            image = simplejpeg.decode_jpeg(bytes(mouth), colorspace="BGR")
+            image = simplejpeg.decode_jpeg(bytes(mouth), colorspace=order)
         except ValueError:
             raise InvalidInput("the mouth is not a JPEG image that can be decoded") from None
     else:

@@ -51,11 +51,9 @@ async def take_until(frames, stop, timeout: float) -> list:
 
 
 def is_idle(frame, stream: AvatarStream) -> bool:
-    own = stream.compositor.idle  # BGR; the generator sends RGB
+    own = stream.compositor.idle  # RGB, as the generator sends them
     image = np.frombuffer(frame.data, np.uint8).reshape(frame.height, frame.width, 3)
-    return any(
-        np.array_equal(image[:, :, ::-1], own(i)) for i in range(stream.compositor.frame_count)
-    )
+    return any(np.array_equal(image, own(i)) for i in range(stream.compositor.frame_count))
 
 
 def test_the_generator_is_what_avatar_runner_drives_and_publishes_at_25_fps(running_system):

@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import cv2
 import httpx
 import numpy as np
 import soxr
@@ -67,7 +66,8 @@ MessageHandler = Callable[[dict[str, Any]], Awaitable[None]]
 @dataclass(frozen=True)
 class AvatarFrame:
     """One video frame: ``image`` RGB uint8 [H, W, 3] and the ``audio`` played with it
-    (PCM16 mono at ``STREAM_RATE``, 40 ms; empty for an idle frame)."""
+    (PCM16 mono at ``STREAM_RATE``, 40 ms; empty for an idle frame). An idle frame's image is
+    the avatar's own, shared and read-only: copy it to draw on it."""
 
     image: np.ndarray
     audio: bytes
@@ -292,8 +292,7 @@ class AvatarStream:
             raise RuntimeError("start() the stream first")
         frame_id = pingpong_frame_id(self._idle_position, self.compositor.frame_count)
         self._idle_position += 1
-        image = self.compositor.idle(frame_id)
-        return AvatarFrame(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), b"", frame_id)
+        return AvatarFrame(self.compositor.idle(frame_id), b"", frame_id)
 
     # ---------------------------------------------------------------------------------------
     # inside: the avatar, sending, receiving
@@ -301,7 +300,7 @@ class AvatarStream:
     def _load_avatar(self, model: str, frame_count: int) -> Compositor:
         if self.models_dir is not None:
             package = load_package(self.models_dir / model)
-            return Compositor(package, scale=self.scale, blend=self.blend)
+            return Compositor(package, scale=self.scale, blend=self.blend, order="RGB")
         url = f"{self.web_url}/api/model-video/{model}"
         try:
             answer = httpx.get(url, timeout=60, verify=self.ssl if self.ssl else True)
@@ -311,7 +310,7 @@ class AvatarStream:
         with tempfile.NamedTemporaryFile(suffix=".mp4") as file:
             file.write(answer.content)
             file.flush()
-            video = decode_video(file.name, self.scale, max_frames=frame_count)
+            video = decode_video(file.name, self.scale, max_frames=frame_count, order="RGB")
         if len(video.frames) != frame_count:
             raise LipstreamError(f"{url} holds {len(video.frames)} frames, the model {frame_count}")
         return Compositor(None, video=video, blend=self.blend, name=model)
@@ -472,8 +471,7 @@ class AvatarStream:
 
     @staticmethod
     def _compose(compositor: Compositor, header: dict[str, Any], jpeg: bytes) -> np.ndarray:
-        frame = compositor.compose(int(header["frame_id"]), jpeg, header.get("bounds"))
-        return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+        return compositor.compose(int(header["frame_id"]), jpeg, header.get("bounds"))
 
 
 _REPLY_TO = {"configure": "configured", "set_model": "model_changed"}
