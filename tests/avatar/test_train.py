@@ -79,6 +79,22 @@ def test_a_few_steps_reduce_the_loss_on_a_fixed_batch(fake_dataset) -> None:
     assert after < 0.9 * before, (before, after)
 
 
+def test_the_last_steps_train_at_a_tenth_of_the_rate_also_when_resumed(fake_dataset) -> None:
+    data = load_training_data(fake_dataset.path)
+    config = TrainConfig(**FAST, steps=5, lr=1e-3, lr_decay_fraction=0.4)
+    trainer = Trainer(data, config)
+    rates = []
+    for _ in range(5):
+        trainer.train_step()
+        rates.append(trainer.optimizer.param_groups[0]["lr"])
+    assert rates == pytest.approx([1e-3, 1e-3, 1e-3, 1e-4, 1e-4])
+    # a run resumed to more steps decays again at its new end (and one rate when asked)
+    longer = Trainer(data, TrainConfig(**FAST, steps=10, lr=1e-3, lr_decay_fraction=0.4))
+    assert [longer.lr_at(k) for k in (5, 5, 6, 9)] == pytest.approx([1e-3, 1e-3, 1e-4, 1e-4])
+    flat = Trainer(data, TrainConfig(**FAST, steps=10, lr_decay_fraction=0.0))
+    assert {flat.lr_at(k) for k in range(10)} == {1e-3}
+
+
 def test_train_writes_checkpoints_a_package_and_resumes(
     fake_dataset, tmp_path: Path, measure_opening
 ) -> None:
@@ -192,6 +208,8 @@ def test_dataset_with_a_missing_crop_names_the_frame(fake_dataset, tmp_path: Pat
 def test_bad_config_names_the_field() -> None:
     with pytest.raises(InvalidInput, match="held_out_fraction"):
         TrainConfig(held_out_fraction=1.0)
+    with pytest.raises(InvalidInput, match=r"lr_decay_fraction must be in \[0, 1\), got 1.5"):
+        TrainConfig(lr_decay_fraction=1.5)
     with pytest.raises(ValueError, match="width"):
         TrainConfig(width=0.0)
 

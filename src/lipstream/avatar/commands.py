@@ -208,6 +208,14 @@ def register_train(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
     )
     p.add_argument("--lr", type=float, default=defaults.lr, help=f"default: {defaults.lr}")
     p.add_argument(
+        "--lr-decay-fraction",
+        type=float,
+        default=defaults.lr_decay_fraction,
+        metavar="F",
+        help="the last F of the steps train at a tenth of --lr (0: one rate throughout); "
+        f"default {defaults.lr_decay_fraction}",
+    )
+    p.add_argument(
         "--checkpoint-every",
         type=int,
         default=defaults.checkpoint_every,
@@ -246,6 +254,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         steps=args.steps,
         batch_size=args.batch_size,
         lr=args.lr,
+        lr_decay_fraction=args.lr_decay_fraction,
         seed=args.seed,
         checkpoint_every=args.checkpoint_every,
         device=args.device,
