@@ -97,6 +97,7 @@ class ConsoleSystem:
             "OPENAI_API_KEY": OPENAI_KEY,
             "OPENAI_BASE_URL": openai_url,
             "RECORDINGS_DIR": str(workdir / "recordings"),
+            "HEADER_TIMEOUT_S": "60",  # the handshakes' deadline: see BackgroundSystem
         }
         self.services: dict[str, Service] = {}
         for name in ("grpc", "frames", "web"):
