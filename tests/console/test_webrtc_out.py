@@ -11,11 +11,11 @@ from pathlib import Path
 import av
 import numpy as np
 from conftest import DEMO_PACKAGE, LONG_SPEECH_WAV
+from testkit.frames import avatar_rgb_frames
 from testkit.webrtc_client import RATE, Call
 
 from lipstream.audio.files import read_audio_file
 from lipstream.model.package import load_package
-from lipstream.video import read_video_frames
 
 WEB_URL = "http://127.0.0.1:3000"
 BEEP_S = 0.06
@@ -44,9 +44,7 @@ def openings(images: list[np.ndarray]) -> np.ndarray:
     in the avatar frame whose face above the mouth matches best, less how far that face is
     (what the video coding alone changes)."""
     mouth_at, above_at = boxes()
-    own = np.stack(
-        [f[:, :, ::-1] for f in read_video_frames(load_package(DEMO_PACKAGE).video_path)]
-    )
+    own = avatar_rgb_frames(DEMO_PACKAGE)
     own_mouth = own[(slice(None), *mouth_at)].astype(np.float32)
     own_above = own[(slice(None), *above_at)].astype(np.float32)
     opening = []

@@ -9,8 +9,10 @@ import time
 
 import numpy as np
 import pytest
+from conftest import DEMO_PACKAGE
 from livekit import rtc
 from livekit.agents.voice.avatar import AudioSegmentEnd, VideoGenerator
+from testkit.frames import avatar_rgb_frames
 
 from lipstream.audio.files import read_audio_file
 from lipstream.frames.client import AvatarStream
@@ -51,9 +53,8 @@ async def take_until(frames, stop, timeout: float) -> list:
 
 
 def is_idle(frame, stream: AvatarStream) -> bool:
-    own = stream.compositor.idle  # RGB, as the generator sends them
     image = np.frombuffer(frame.data, np.uint8).reshape(frame.height, frame.width, 3)
-    return any(np.array_equal(image, own(i)) for i in range(stream.compositor.frame_count))
+    return any(np.array_equal(image, own) for own in avatar_rgb_frames(DEMO_PACKAGE))
 
 
 def test_the_generator_is_what_avatar_runner_drives_and_publishes_at_25_fps(running_system):

@@ -7,7 +7,6 @@ import asyncio
 import time
 
 import av
-import cv2
 import numpy as np
 import pytest
 from pipecat.frames.frames import (
@@ -23,9 +22,9 @@ from pipecat.pipeline.pipeline import Pipeline
 from pipecat.pipeline.worker import PipelineParams, PipelineWorker
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.workers.runner import WorkerRunner
+from testkit.frames import avatar_rgb_frames
 
 from lipstream.audio.files import read_audio_file
-from lipstream.compositor import Compositor, FrameCache
 from lipstream.frames.client import STREAM_RATE
 from lipstream.integrations.pipecat import LipstreamVideoService
 from lipstream.model.package import load_package
@@ -99,10 +98,7 @@ async def run_pipeline(system, scenario, record=None) -> tuple[Recorder, Recorde
 @pytest.fixture(scope="module")
 def idle_frames(demo_package):
     """The avatar's own frames, RGB, by frame_id."""
-    compositor = Compositor(load_package(demo_package), cache=FrameCache())
-    return [
-        cv2.cvtColor(compositor.idle(i), cv2.COLOR_BGR2RGB) for i in range(compositor.frame_count)
-    ]
+    return avatar_rgb_frames(demo_package)
 
 
 def test_speech_becomes_25_mouth_frames_a_second_each_with_its_audio_then_idle(
