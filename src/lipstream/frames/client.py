@@ -213,14 +213,16 @@ class AvatarStream:
     ) -> None:
         """Queue the agent's speech: PCM16 little-endian bytes, or an int16 array, with
         ``channels`` interleaved."""
+        samples: np.ndarray | None
         if isinstance(pcm, np.ndarray):  # a decoder's packed frame, without a trip via bytes
-            samples, whole = pcm.reshape(-1), pcm.dtype == np.int16
+            got = f"{pcm.size} {pcm.dtype} values"
+            samples = pcm.reshape(-1) if pcm.dtype == np.int16 else None
         else:
-            samples, whole = np.frombuffer(pcm, "<i2", len(pcm) // 2), len(pcm) % 2 == 0
-        if channels < 1 or not whole or len(samples) % channels:
+            got = f"{len(pcm)} bytes"
+            samples = np.frombuffer(pcm, "<i2") if len(pcm) % 2 == 0 else None
+        if channels < 1 or samples is None or len(samples) % channels:
             raise InvalidInput(
-                f"audio must be whole PCM16 samples of {channels} channel(s), got "
-                f"{len(samples)} samples of {samples.dtype}{'' if whole else ' and a byte'}"
+                f"audio must be whole PCM16 samples of {channels} channel(s), got {got}"
             )
         self._connection()
         if channels > 1:
