@@ -446,8 +446,14 @@ def test_with_session_tokens_on_the_console_fetches_its_own_and_speaks(open_cons
         tab = open_console("http://127.0.0.1:3002/index.html")
         tab.say(SENTENCE)
         assert mouth_movement(speaking_snapshots(tab, 6)) > 0
-        stats = tab.until(lambda: (s := tab.stats())["server"] and s, timeout=10)
-        assert stats["server"]["frames_sent"] > 0
+
+        # the server reports the frames it sent; the console asks for stats once a second, so
+        # the reply it holds may predate the speech: wait (10 s at most) for a newer one
+        def frames_sent() -> bool:
+            server = tab.stats()["server"]
+            return bool(server and server["frames_sent"] > 0)
+
+        tab.until(frames_sent, timeout=10)
         assert tab.messages == []
         refused = tab.page.evaluate(
             """() => new Promise((resolve) => {
