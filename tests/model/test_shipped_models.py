@@ -33,6 +33,6 @@ def test_the_low_latency_demo_is_the_demo_avatar_at_65ms_of_lookahead():
     assert fast.frame_count == demo.frame_count
     assert (fast.video_width, fast.video_height) == (demo.video_width, demo.video_height)
     assert fast.generator_width == demo.generator_width
-    assert fast.metrics["steps"] == 4200 and demo.metrics["steps"] == 1100
+    assert fast.metrics["steps"] == 5500 and demo.metrics["steps"] == 1100
     assert fast.metrics["held_out_frames"] > 500  # measured on held-out sentences
-    assert fast.metrics["sync_correlation"] > 0.75
+    assert fast.metrics["sync_correlation"] >= 0.8  # the low-latency target (docs/latency.md)
